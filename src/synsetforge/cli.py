@@ -1,0 +1,209 @@
+"""The `synsetforge` command line: one Typer app, a sub-command group per stage.
+
+Every command is a thin layer over the Python API. Errors a user can cause (`SynsetforgeError`) are printed
+as one line on stderr with a non-zero exit code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synsetforge import __version__
+from synsetforge.errors import SynsetforgeError
+from synsetforge.hierarchy.cli import app as taxonomy_app
+from synsetforge.store.project import PROJECT_ENV, Project
+
+app = typer.Typer(
+    name="synsetforge",
+    help="Build hierarchical, crowd-verified image datasets and run ILSVRC-style benchmarks on them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+synsets_app = typer.Typer(help="The synsets (categories) a project collects images for.", no_args_is_help=True)
+classes_app = typer.Typer(help="ILSVRC-style class lists: validate and load.", no_args_is_help=True)
+app.add_typer(taxonomy_app, name="taxonomy")
+app.add_typer(synsets_app, name="synsets")
+app.add_typer(classes_app, name="classes")
+
+console = Console(highlight=False)
+
+ProjectOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--project",
+        "-p",
+        envvar=PROJECT_ENV,
+        help="Project folder (default: the nearest folder with synsetforge.toml, here or above).",
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"synsetforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """synsetforge: hierarchy -> candidates -> crowd verification -> releases -> benchmark."""
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")],
+    db: Annotated[
+        str | None,
+        typer.Option(help="Metadata database URL (default: SQLite in the folder); e.g. postgresql://host/db"),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Project name (default: the folder name).")] = None,
+    taxonomy: Annotated[
+        Path | None, typer.Option(help="Custom taxonomy (YAML or CSV) instead of WordNet 3.0.")
+    ] = None,
+) -> None:
+    """Create a project: config file, metadata database (SQLite WAL or PostgreSQL) and blob folder."""
+    with Project.init(directory, db=db, name=name, taxonomy=taxonomy) as project:
+        console.print(f"Created project [bold]{project.config.name}[/] in {project.root}")
+        console.print(f"  config    {project.root / 'synsetforge.toml'}")
+        console.print(f"  database  {project.dialect} (schema revision {project.revision})")
+        console.print(f"  blobs     {project.blobs.root}")
+        console.print(f"  taxonomy  {project.config.taxonomy}")
+
+
+@app.command()
+def info(project: ProjectOpt = None) -> None:
+    """Show a project's configuration and how many rows each stage has."""
+    with Project.open(project) as p:
+        console.print(f"[bold]{p.config.name}[/] at {p.root}")
+        console.print(f"database {p.dialect}, schema revision {p.revision}; taxonomy {p.config.taxonomy}")
+        table = Table("table", "rows")
+        for name, n in p.counts().items():
+            table.add_row(name, f"{n:,}")
+        console.print(table)
+
+
+@app.command()
+def upgrade(project: ProjectOpt = None) -> None:
+    """Migrate the project's database to this version's schema (opening a project also does this)."""
+    with Project.open(project) as p:
+        console.print(f"schema at revision {p.revision}")
+
+
+@synsets_app.command("add")
+def synsets_add(
+    ids: Annotated[list[str] | None, typer.Argument(help="Synset ids (or lemmas) to add.")] = None,
+    subtree: Annotated[str | None, typer.Option(help="Add this synset and all its descendants.")] = None,
+    leaves: Annotated[bool, typer.Option(help="With --subtree: only its leaves.")] = False,
+    max_n: Annotated[int | None, typer.Option("--max", help="With --subtree: at most N (seeded sample).")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Add synsets to the project, by id or as a whole subtree."""
+    with Project.open(project) as p:
+        h = p.hierarchy
+        chosen = [h.resolve(i).id for i in ids or []]
+        if subtree:
+            chosen += h.select(subtree=h.resolve(subtree).id, leaves=leaves, max_n=max_n)
+        if not chosen:
+            raise typer.BadParameter("give synset ids or --subtree")
+        new = p.add_synsets(chosen)
+        console.print(f"added {new} synsets ({len(set(chosen)) - new} already in the project)")
+
+
+@synsets_app.command("list")
+def synsets_list(project: ProjectOpt = None) -> None:
+    """List the project's synsets."""
+    from sqlalchemy import select
+
+    from synsetforge.store import schema
+
+    with Project.open(project) as p, p.session() as s:
+        table = Table("id", "lemmas", "depth", "status")
+        rows = s.scalars(select(schema.Synset).order_by(schema.Synset.id)).all()
+        for row in rows:
+            table.add_row(row.id, ", ".join(row.lemmas), str(row.depth), row.status)
+        console.print(table)
+        console.print(f"{len(rows)} synsets")
+
+
+def _print_class_report(report: object, console: Console) -> None:
+    from synsetforge.hierarchy.classlist import ClassListReport
+
+    assert isinstance(report, ClassListReport)
+    console.print(f"{len(report.ids)} valid ids")
+    for line, item in report.unknown:
+        console.print(f"  line {line}: unknown id {item!r}")
+    for line, item, first in report.duplicates:
+        console.print(f"  line {line}: duplicate {item} (first on line {first})")
+    for ancestor, descendant in report.overlapping:
+        console.print(f"  overlap: {ancestor} is an ancestor of {descendant}")
+
+
+@classes_app.command("check")
+def classes_check(
+    file: Annotated[Path, typer.Argument(help="Class list: one synset id per line.")],
+    project: ProjectOpt = None,
+    taxonomy: Annotated[Path | None, typer.Option(help="Custom taxonomy instead of WordNet.")] = None,
+) -> None:
+    """Validate a class list: unknown ids, duplicates, ancestor/descendant pairs. Exit 1 if any."""
+    from synsetforge.hierarchy import load_hierarchy
+    from synsetforge.hierarchy.classlist import validate_class_list
+
+    h = Project.open(project).hierarchy if project else load_hierarchy(taxonomy)
+    report = validate_class_list(h, file)
+    _print_class_report(report, console)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@classes_app.command("load")
+def classes_load(
+    file: Annotated[Path, typer.Argument(help="Class list: one synset id per line.")],
+    name: Annotated[str | None, typer.Option(help="Name of the list in the project (default: file stem).")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Validate a class list and store it in the project (its synsets are added too)."""
+    from synsetforge.store.classes import load_class_list
+
+    with Project.open(project) as p:
+        report, list_id = load_class_list(p, file, name=name)
+        _print_class_report(report, console)
+        console.print(f"stored class list {name or file.stem!r} (id {list_id}) with {len(report.ids)} classes")
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Folder for the demo project.")] = Path("demo-project"),
+    fresh: Annotated[bool, typer.Option(help="Delete the folder first if it is a project.")] = True,
+) -> None:
+    """Build the demo project for the `plane figure` subtree and show what each stage made."""
+    from synsetforge.demo import run_demo
+
+    run_demo(directory, fresh=fresh, console=console)
+
+
+def main() -> None:
+    """Console-script entry point: one line per user error, non-zero exit."""
+    try:
+        app()
+    except SynsetforgeError as exc:
+        msg = " ".join(str(exc).split("\n")).strip()
+        typer.echo(f"error: {msg}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

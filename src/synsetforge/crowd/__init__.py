@@ -1,0 +1,1 @@
+"""crowd stage."""

@@ -1,0 +1,66 @@
+"""Content-addressed blob store: bytes are filed under their SHA-256, so a blob is written once.
+
+Local folder by default (`blobs/ab/cd/abcd...`); writes go to a temporary file and are renamed into place,
+so a crash never leaves a half-written blob under a valid name and concurrent writers of the same bytes
+are harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from synsetforge.errors import NotFoundError
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class BlobStore:
+    """Blobs in a local folder, keyed by the hex SHA-256 of their content."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise NotFoundError(f"not a blob key: {key!r}")
+        return self.root / key[:2] / key[2:4] / key
+
+    def put(self, data: bytes) -> str:
+        key = sha256_hex(data)
+        target = self.path(key)
+        if target.exists():
+            return key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return key
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {key} is not in {self.root}") from None
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def keys(self) -> Iterator[str]:
+        for p in self.root.glob("??/??/*"):
+            if not p.name.startswith(".tmp-"):
+                yield p.name
+
+    def verify(self, key: str) -> bool:
+        """True when the stored bytes still hash to their key (detects corruption on disk)."""
+        return sha256_hex(self.get(key)) == key

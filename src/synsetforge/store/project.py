@@ -1,0 +1,319 @@
+"""A synsetforge project: a folder with a config file, a metadata database and a blob store.
+
+`synsetforge init DIR` writes `synsetforge.toml`; by default the metadata lives in `DIR/project.db`
+(SQLite in WAL mode, so the web server and batch jobs can read while one writes) and image bytes in
+`DIR/blobs`. `--db postgresql://...` keeps the metadata in PostgreSQL instead, for many concurrent
+writers; everything else is the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from synsetforge.errors import InputError, NotFoundError, StoreError
+from synsetforge.store import schema
+from synsetforge.store.blobs import BlobStore
+from synsetforge.store.migrate import ensure_schema
+
+if TYPE_CHECKING:
+    from synsetforge.hierarchy.model import Hierarchy
+
+CONFIG_NAME = "synsetforge.toml"
+DEFAULT_DB = "sqlite:///project.db"
+PROJECT_ENV = "SYNSETFORGE_PROJECT"
+
+
+def redact(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def engine_url(url: str, root: Path) -> str:
+    """Turn the user's URL into one SQLAlchemy can open: pick the psycopg driver, anchor SQLite paths."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InputError(
+            f"not a database URL: {url!r} (expected sqlite:///FILE or postgresql://...)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return parsed.render_as_string(hide_password=False)
+    if backend == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:" and not os.path.isabs(db):
+            parsed = parsed.set(database=str((root / db).resolve()))
+        return parsed.render_as_string(hide_password=False)
+    raise InputError(f"unsupported database {backend!r}: use sqlite:///FILE or postgresql://...")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a normalized URL; raises StoreError when the database cannot be reached."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+        engine.dispose()
+        raise StoreError(f"cannot connect to database {redact(url)}: {reason}") from None
+    return engine
+
+
+@dataclass
+class ProjectConfig:
+    """The contents of `synsetforge.toml`."""
+
+    name: str
+    db: str = DEFAULT_DB
+    blobs: str = "blobs"
+    taxonomy: str = "wordnet"  # "wordnet" or a path (relative to the project) of a YAML/CSV taxonomy
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> ProjectConfig:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"{path}: not valid TOML: {exc}") from None
+        proj = data.get("project", {})
+        store = data.get("store", {})
+        if "name" not in proj:
+            raise InputError(f"{path}: missing [project] name")
+        return cls(
+            name=str(proj["name"]),
+            created=str(proj.get("created", "")),
+            db=str(store.get("db", DEFAULT_DB)),
+            blobs=str(store.get("blobs", "blobs")),
+            taxonomy=str(data.get("taxonomy", {}).get("source", "wordnet")),
+            settings=dict(data.get("settings", {})),
+        )
+
+    def write(self, path: Path) -> None:
+        def q(value: str) -> str:
+            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        lines = [
+            "# synsetforge project configuration",
+            "[project]",
+            f"name = {q(self.name)}",
+            f"created = {q(self.created)}",
+            "",
+            "[store]",
+            "# metadata database: sqlite:///FILE (relative to this folder) or postgresql://user@host/db",
+            f"db = {q(self.db)}",
+            "# content-addressed image blobs",
+            f"blobs = {q(self.blobs)}",
+            "",
+            "[taxonomy]",
+            '# "wordnet" (WordNet 3.0 nouns, shipped) or a YAML/CSV taxonomy file in this folder',
+            f"source = {q(self.taxonomy)}",
+            "",
+            "[settings]",
+        ]
+        for key, value in sorted(self.settings.items()):
+            lines.append(f"{key} = {value!r}" if not isinstance(value, str) else f"{key} = {q(value)}")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+class Project:
+    """An open project: config, database engine, sessions, blobs and its hierarchy."""
+
+    def __init__(self, root: Path, config: ProjectConfig, engine: Engine, revision: str):
+        self.root = root
+        self.config = config
+        self.engine = engine
+        self.revision = revision
+        self.blobs = BlobStore(root / config.blobs)
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._hierarchy: Hierarchy | None = None
+
+    # -- opening ----------------------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        root: Path | str,
+        *,
+        db: str | None = None,
+        name: str | None = None,
+        taxonomy: Path | None = None,
+    ) -> Project:
+        """Create a project folder (it may exist but must not already be a project) and its schema."""
+        root = Path(root).resolve()
+        if (root / CONFIG_NAME).exists():
+            raise InputError(f"{root} is already a synsetforge project ({CONFIG_NAME} exists)")
+        if root.exists() and not root.is_dir():
+            raise InputError(f"{root} exists and is not a folder")
+        db_url = db or DEFAULT_DB
+        url = engine_url(db_url, root)  # validates before anything is written
+        tax_source = "wordnet"
+        if taxonomy is not None:
+            from synsetforge.hierarchy import load_taxonomy
+
+            load_taxonomy(taxonomy)  # refuse a broken taxonomy before creating anything
+        root.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(url)
+        revision = ensure_schema(engine)
+        config = ProjectConfig(name=name or root.name, db=db_url)
+        if taxonomy is not None:
+            dest = root / ("taxonomy" + taxonomy.suffix.lower())
+            dest.write_bytes(taxonomy.read_bytes())
+            tax_source = dest.name
+        config.taxonomy = tax_source
+        (root / config.blobs).mkdir(exist_ok=True)
+        config.write(root / CONFIG_NAME)
+        project = cls(root, config, engine, revision)
+        with project.session() as s:
+            s.merge(schema.Meta(key="name", value=config.name))
+            s.merge(schema.Meta(key="created", value=config.created))
+            s.merge(schema.Meta(key="taxonomy", value=tax_source))
+        return project
+
+    @classmethod
+    def open(cls, root: Path | str | None = None, *, upgrade: bool = True) -> Project:
+        """Open an existing project, upgrading an older schema (refusing a newer one)."""
+        root = find_project_root(root)
+        config = ProjectConfig.read(root / CONFIG_NAME)
+        engine = make_engine(engine_url(config.db, root))
+        revision = ensure_schema(engine, upgrade=upgrade)
+        return cls(root, config, engine, revision)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- database ---------------------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on any error."""
+        with self._sessions.begin() as s:
+            yield s
+
+    # -- hierarchy --------------------------------------------------------------------------------
+
+    @property
+    def hierarchy(self) -> Hierarchy:
+        """The project's taxonomy: WordNet 3.0, or the custom file named in the config."""
+        if self._hierarchy is None:
+            from synsetforge.hierarchy import load_taxonomy, load_wordnet
+
+            if self.config.taxonomy == "wordnet":
+                self._hierarchy = load_wordnet()
+            else:
+                self._hierarchy = load_taxonomy(self.root / self.config.taxonomy)
+        return self._hierarchy
+
+    def add_synsets(self, ids: list[str]) -> int:
+        """Add synsets (validated against the hierarchy) to the project; returns how many were new."""
+        h = self.hierarchy
+        nodes = [h.get(i) for i in ids]  # raises NotFoundError with a suggestion
+        with self.session() as s:
+            existing = set(s.scalars(select(schema.Synset.id).where(schema.Synset.id.in_(ids))))
+            new = 0
+            for node in nodes:
+                if node.id in existing:
+                    continue
+                existing.add(node.id)
+                s.add(
+                    schema.Synset(
+                        id=node.id,
+                        lemmas=list(node.lemmas),
+                        gloss=node.gloss,
+                        parents=list(node.parents),
+                        depth=h.depth(node.id),
+                    )
+                )
+                new += 1
+        return new
+
+    def synset_ids(self) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(schema.Synset.id).order_by(schema.Synset.id)))
+
+    def counts(self) -> dict[str, int]:
+        """Row counts of the main tables, for `synsetforge info`."""
+        from sqlalchemy import func
+
+        out: dict[str, int] = {}
+        with self.session() as s:
+            for name, model in [
+                ("synsets", schema.Synset),
+                ("candidates", schema.Candidate),
+                ("images", schema.Image),
+                ("workers", schema.Worker),
+                ("votes", schema.Vote),
+                ("boxes", schema.BoxRow),
+                ("releases", schema.Release),
+                ("challenges", schema.Challenge),
+                ("submissions", schema.Submission),
+            ]:
+                out[name] = int(s.scalar(select(func.count()).select_from(model)) or 0)
+        return out
+
+
+_ID_LIKE = re.compile(r"^[\w.-]+$")
+
+
+def find_project_root(root: Path | str | None) -> Path:
+    """The project folder: the one given, else $SYNSETFORGE_PROJECT, else the nearest parent with a config."""
+    if root is None and os.environ.get(PROJECT_ENV):
+        root = os.environ[PROJECT_ENV]
+    if root is not None:
+        path = Path(root).resolve()
+        if not (path / CONFIG_NAME).exists():
+            raise NotFoundError(
+                f"{path} is not a synsetforge project (no {CONFIG_NAME}); run `synsetforge init`"
+            )
+        return path
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / CONFIG_NAME).exists():
+            return candidate
+    raise NotFoundError(
+        f"no synsetforge project here or above {here}; pass --project DIR, set {PROJECT_ENV}, "
+        "or run `synsetforge init DIR`"
+    )
