@@ -110,7 +110,12 @@ def test_upgrade_from_the_previous_schema_keeps_data(tmp_path: Path, db_url: str
         assert "synsets" in tables and "class_lists" not in tables
         conn.execute(
             schema.Synset.__table__.insert().values(  # type: ignore[attr-defined]
-                id="n02084071", lemmas=["dog"], gloss="g", parents=[], depth=13, status="active",
+                id="n02084071",
+                lemmas=["dog"],
+                gloss="g",
+                parents=[],
+                depth=13,
+                status="active",
                 added_at=schema.utcnow(),
             )
         )
@@ -166,12 +171,16 @@ def test_one_vote_per_worker_per_candidate(tmp_path: Path, db_url: str) -> None:
     with Project.init(tmp_path / "p", db=db_url) as p:
         cand, w1, w2 = _seed_candidate(p)
         with p.session() as s:
-            s.add_all([schema.Vote(candidate_id=cand, worker_id=w1, label=True),
-                       schema.Vote(candidate_id=cand, worker_id=w2, label=False)])
+            s.add_all(
+                [
+                    schema.Vote(candidate_id=cand, worker_id=w1, label=True),
+                    schema.Vote(candidate_id=cand, worker_id=w2, label=False),
+                ]
+            )
         with pytest.raises(IntegrityError), p.session() as s:
             s.add(schema.Vote(candidate_id=cand, worker_id=w1, label=False))
         with p.session() as s:
-            labels = dict(s.execute(select(schema.Vote.worker_id, schema.Vote.label)).tuples().all())
+            labels = {w: lab for w, lab in s.execute(select(schema.Vote.worker_id, schema.Vote.label))}
         assert labels == {w1: True, w2: False}
 
 
@@ -192,7 +201,7 @@ def test_box_corners_must_be_ordered(tmp_path: Path, db_url: str) -> None:
     with Project.init(tmp_path / "p", db=db_url) as p:
         cand, _, _ = _seed_candidate(p)
         with pytest.raises(IntegrityError), p.session() as s:
-            s.add(schema.BoxRow(candidate_id=cand, xmin=10, ymin=0, xmax=5, ymax=5))
+            s.add(schema.BoxRow(candidate_id=cand, x1=10, y1=0, x2=5, y2=5))
 
 
 def test_full_64_bit_phash_round_trips(tmp_path: Path, db_url: str) -> None:
@@ -218,8 +227,10 @@ def test_concurrent_writers_on_one_project(tmp_path: Path, db_url: str) -> None:
             src = schema.Source(kind="synthetic", name="s")
             s.add(src)
             s.flush()
-            cands = [schema.Candidate(synset_id="n02084071", source_id=src.id, key=str(i), url=str(i))
-                     for i in range(50)]
+            cands = [
+                schema.Candidate(synset_id="n02084071", source_id=src.id, key=str(i), url=str(i))
+                for i in range(50)
+            ]
             workers = [schema.Worker(name=f"w{i}") for i in range(4)]
             s.add_all(cands + workers)
             s.flush()

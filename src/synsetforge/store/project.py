@@ -182,7 +182,7 @@ class Project:
         url = engine_url(db_url, root)  # validates before anything is written
         tax_source = "wordnet"
         if taxonomy is not None:
-            from synsetforge.hierarchy import load_taxonomy
+            from synsetforge.hierarchy.taxonomy import load_taxonomy
 
             load_taxonomy(taxonomy)  # refuse a broken taxonomy before creating anything
         root.mkdir(parents=True, exist_ok=True)
@@ -239,7 +239,8 @@ class Project:
     def hierarchy(self) -> Hierarchy:
         """The project's taxonomy: WordNet 3.0, or the custom file named in the config."""
         if self._hierarchy is None:
-            from synsetforge.hierarchy import load_taxonomy, load_wordnet
+            from synsetforge.hierarchy.taxonomy import load_taxonomy
+            from synsetforge.hierarchy.wordnet import load_wordnet
 
             if self.config.taxonomy == "wordnet":
                 self._hierarchy = load_wordnet()

@@ -264,15 +264,16 @@ class BoxRow(Base):
     __tablename__ = "boxes"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id"), index=True)
-    xmin: Mapped[int] = mapped_column(Integer)
-    ymin: Mapped[int] = mapped_column(Integer)
-    xmax: Mapped[int] = mapped_column(Integer)
-    ymax: Mapped[int] = mapped_column(Integer)
+    # x1 y1 x2 y2 = ILSVRC's xmin ymin xmax ymax ("xmin" is a PostgreSQL system column name)
+    x1: Mapped[int] = mapped_column(Integer)
+    y1: Mapped[int] = mapped_column(Integer)
+    x2: Mapped[int] = mapped_column(Integer)
+    y2: Mapped[int] = mapped_column(Integer)
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"))
     origin: Mapped[str] = mapped_column(String(20), default="crowd")  # crowd | synthetic | import
     status: Mapped[str] = mapped_column(String(20), default="proposed")  # proposed | good | bad
     created_at: Mapped[datetime] = _created()
-    __table_args__ = (CheckConstraint("xmin <= xmax AND ymin <= ymax", name="ordered"),)
+    __table_args__ = (CheckConstraint("x1 <= x2 AND y1 <= y2", name="ordered"),)
 
 
 class BoxVote(Base):
