@@ -135,9 +135,8 @@ def test_upgrade_from_the_previous_schema_keeps_data(tmp_path: Path, db_url: str
 
 
 def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Path, db_url: str) -> None:
-    with Project.init(tmp_path / "p", db=db_url) as p:
-        with p.engine.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    with Project.init(tmp_path / "p", db=db_url) as p, p.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
     with pytest.raises(StoreError, match="newer than this synsetforge knows"):
         Project.open(tmp_path / "p")
 

@@ -26,8 +26,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-synsets_app = typer.Typer(help="The synsets (categories) a project collects images for.", no_args_is_help=True)
-classes_app = typer.Typer(help="ILSVRC-style class lists: validate and load.", no_args_is_help=True)
+synsets_app = typer.Typer(
+    help="The synsets (categories) a project collects images for.", no_args_is_help=True
+)
+classes_app = typer.Typer(
+    help="ILSVRC-style class lists (validate one with `taxonomy validate`).", no_args_is_help=True
+)
 app.add_typer(taxonomy_app, name="taxonomy")
 app.add_typer(synsets_app, name="synsets")
 app.add_typer(classes_app, name="classes")
@@ -105,7 +109,9 @@ def synsets_add(
     ids: Annotated[list[str] | None, typer.Argument(help="Synset ids (or lemmas) to add.")] = None,
     subtree: Annotated[str | None, typer.Option(help="Add this synset and all its descendants.")] = None,
     leaves: Annotated[bool, typer.Option(help="With --subtree: only its leaves.")] = False,
-    max_n: Annotated[int | None, typer.Option("--max", help="With --subtree: at most N (seeded sample).")] = None,
+    max_n: Annotated[
+        int | None, typer.Option("--max", help="With --subtree: at most N (seeded sample).")
+    ] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Add synsets to the project, by id or as a whole subtree."""
@@ -136,40 +142,12 @@ def synsets_list(project: ProjectOpt = None) -> None:
         console.print(f"{len(rows)} synsets")
 
 
-def _print_class_report(report: object, console: Console) -> None:
-    from synsetforge.hierarchy.classlist import ClassListReport
-
-    assert isinstance(report, ClassListReport)
-    console.print(f"{len(report.ids)} valid ids")
-    for line, item in report.unknown:
-        console.print(f"  line {line}: unknown id {item!r}")
-    for line, item, first in report.duplicates:
-        console.print(f"  line {line}: duplicate {item} (first on line {first})")
-    for ancestor, descendant in report.overlapping:
-        console.print(f"  overlap: {ancestor} is an ancestor of {descendant}")
-
-
-@classes_app.command("check")
-def classes_check(
-    file: Annotated[Path, typer.Argument(help="Class list: one synset id per line.")],
-    project: ProjectOpt = None,
-    taxonomy: Annotated[Path | None, typer.Option(help="Custom taxonomy instead of WordNet.")] = None,
-) -> None:
-    """Validate a class list: unknown ids, duplicates, ancestor/descendant pairs. Exit 1 if any."""
-    from synsetforge.hierarchy import load_hierarchy
-    from synsetforge.hierarchy.classlist import validate_class_list
-
-    h = Project.open(project).hierarchy if project else load_hierarchy(taxonomy)
-    report = validate_class_list(h, file)
-    _print_class_report(report, console)
-    if not report.ok:
-        raise typer.Exit(1)
-
-
 @classes_app.command("load")
 def classes_load(
     file: Annotated[Path, typer.Argument(help="Class list: one synset id per line.")],
-    name: Annotated[str | None, typer.Option(help="Name of the list in the project (default: file stem).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Name of the list in the project (default: file stem).")
+    ] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Validate a class list and store it in the project (its synsets are added too)."""
@@ -177,8 +155,9 @@ def classes_load(
 
     with Project.open(project) as p:
         report, list_id = load_class_list(p, file, name=name)
-        _print_class_report(report, console)
-        console.print(f"stored class list {name or file.stem!r} (id {list_id}) with {len(report.ids)} classes")
+        console.print(
+            f"stored class list {name or file.stem!r} (id {list_id}) with {len(report.ids)} classes"
+        )
 
 
 @app.command()

@@ -74,11 +74,14 @@ def decode(data: bytes, what: str) -> str:
         line = data.count(b"\n", 0, e.start) + 1
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         raise InputError(
-            f"{where(what, line)}: byte {column} (0x{data[e.start]:02x}) is not valid UTF-8; save the file as UTF-8"
+            f"{where(what, line)}, column {column}: byte 0x{data[e.start]:02x} is not valid UTF-8; "
+            "save the file as UTF-8"
         ) from None
     nul = text.find("\x00")
     if nul >= 0:
-        raise InputError(f"{where(what, text.count(chr(10), 0, nul) + 1)}: contains a NUL byte (a binary file?)")
+        raise InputError(
+            f"{where(what, text.count(chr(10), 0, nul) + 1)}: contains a NUL byte (a binary file?)"
+        )
     return text
 
 

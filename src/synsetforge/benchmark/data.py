@@ -96,8 +96,14 @@ class Submission:
             boxes = np.asarray(self.boxes, dtype=np.float64)
             if boxes.shape != (*labels.shape, 4):
                 raise InputError(f"submission: boxes must have shape {(*labels.shape, 4)}, not {boxes.shape}")
-            guessed = boxes[labels >= 0]
-            check_boxes(guessed[~np.isnan(guessed).all(axis=1)], "submission")
+            nan = np.isnan(boxes)
+            bad = _bad_boxes(boxes) & ~nan.all(axis=2) & (labels >= 0)
+            if bad.any():
+                i, k = np.argwhere(bad)[0].tolist()
+                raise InputError(
+                    f"submission: box {boxes[i, k].tolist()} of guess {k + 1} for image {ids[i]!r} "
+                    "is not finite, negative or inverted"
+                )
             object.__setattr__(self, "boxes", boxes)
 
 
@@ -137,8 +143,15 @@ class GroundTruth:
         if self.box_offsets is None:
             raise InputError("ground truth: boxes need box_offsets")
         offsets = np.asarray(self.box_offsets, dtype=np.int64)
-        if offsets.shape != (n + 1,) or offsets[0] != 0 or offsets[-1] != len(boxes) or (np.diff(offsets) < 0).any():
-            raise InputError("ground truth: box_offsets must rise from 0 to the number of boxes, one step per image")
+        if (
+            offsets.shape != (n + 1,)
+            or offsets[0] != 0
+            or offsets[-1] != len(boxes)
+            or (np.diff(offsets) < 0).any()
+        ):
+            raise InputError(
+                "ground truth: box_offsets must rise from 0 to the number of boxes, one step per image"
+            )
         check_boxes(boxes, "ground truth")
         if self.box_labels is None:
             box_labels = np.repeat(labels.astype(np.int32), np.diff(offsets))
@@ -178,12 +191,17 @@ class GroundTruth:
         return self.boxes is not None
 
 
+def _bad_boxes(boxes: np.ndarray) -> np.ndarray:
+    """bool [...]: the box [..., 4] is not finite, has a negative coordinate or is inverted."""
+    bad = ~np.isfinite(boxes).all(axis=-1) | (boxes < 0).any(axis=-1)
+    return bad | (boxes[..., 0] > boxes[..., 2]) | (boxes[..., 1] > boxes[..., 3])
+
+
 def check_boxes(boxes: np.ndarray, what: str) -> None:
     """Boxes must be finite, non-negative and not inverted (xmin <= xmax, ymin <= ymax)."""
     if not len(boxes):
         return
-    bad = ~np.isfinite(boxes).all(axis=1) | (boxes < 0).any(axis=1)
-    bad |= (boxes[:, 0] > boxes[:, 2]) | (boxes[:, 1] > boxes[:, 3])
+    bad = _bad_boxes(boxes)
     if bad.any():
         i = int(np.argmax(bad))
         raise InputError(f"{what}: box {i} {boxes[i].tolist()} is not finite, negative or inverted")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from itertools import chain
+from itertools import chain, pairwise
 from typing import Literal
 
 import numpy as np
@@ -44,7 +44,9 @@ _Resolve = Callable[[str], "int | str"]
 class _Guesses:
     """Flat guesses of many rows: class index, box, owning row and slot; built without a loop per token."""
 
-    def __init__(self, ids: np.ndarray, coords: np.ndarray | None, row: np.ndarray, slot: np.ndarray, n_rows: int):
+    def __init__(
+        self, ids: np.ndarray, coords: np.ndarray | None, row: np.ndarray, slot: np.ndarray, n_rows: int
+    ):
         self.ids, self.coords, self.row, self.slot, self.n_rows = ids, coords, row, slot, n_rows
 
     def dense(self, width: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -57,8 +59,36 @@ class _Guesses:
         return labels, boxes
 
 
+_ODD_WHITESPACE = "\t\x0b\x0c\x1c\x1d\x1e\x1f"
+
+
+def tokenize(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """All whitespace-separated tokens of `texts` in one flat list, and the token count of each text.
+
+    Splitting 100,000 short strings one by one costs three times one split of their concatenation, so
+    plain single-space-separated ASCII (what tools write) takes the bulk path; anything else, or a count
+    that does not add up, falls back to splitting each text.
+    """
+    joined = "\n".join(texts)
+    if (
+        joined.isascii()
+        and not any(c in joined for c in _ODD_WHITESPACE)
+        and "  " not in joined
+        and " \n" not in joined
+        and "\n " not in joined
+        and not joined.startswith(" ")
+        and not joined.endswith(" ")
+    ):
+        flat = joined.split()
+        counts = np.fromiter((t.count(" ") + 1 if t else 0 for t in texts), dtype=np.int64, count=len(texts))
+        if int(counts.sum()) == len(flat):
+            return flat, counts
+    rows = [t.split() for t in texts]
+    return list(chain.from_iterable(rows)), np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+
+
 def _parse_tokens(
-    rows: list[list[str]],
+    texts: list[str],
     line_numbers: np.ndarray,
     first_field: int,
     lookup: dict[str, int],
@@ -66,11 +96,12 @@ def _parse_tokens(
     boxes: bool,
     max_guesses: int | None,
     what: str,
+    noun: str = "guesses",
 ) -> _Guesses:
-    """Turn per-row token lists into flat arrays; on the first bad token raise with line and field."""
-    n_rows = len(rows)
+    """Turn per-row texts into flat arrays; on the first bad token raise with line and field."""
+    n_rows = len(texts)
     width = 5 if boxes else 1
-    counts = np.fromiter(map(len, rows), dtype=np.int64, count=n_rows)
+    flat, counts = tokenize(texts)
     bad = counts % width != 0
     if max_guesses is not None:
         bad |= counts > width * max_guesses
@@ -82,9 +113,8 @@ def _parse_tokens(
                 f"{where(what, line)}: {c} fields do not form groups of 5 (class xmin ymin xmax ymax)"
             )
         field = first_field + width * (max_guesses or 0)
-        raise InputError(f"{where(what, line, field)}: more than {max_guesses} guesses ({c // width})")
+        raise InputError(f"{where(what, line, field)}: {c // width} {noun}; at most {max_guesses} allowed")
     n_guesses = counts // width
-    flat = list(chain.from_iterable(rows))
     id_tokens = flat[::5] if boxes else flat
     get = lookup.get
     ids = np.array([get(t, -1) for t in id_tokens], dtype=np.int64)
@@ -94,11 +124,11 @@ def _parse_tokens(
     def locate(g: int, k: int = 0) -> str:
         return where(what, int(line_numbers[row[g]]), first_field + int(slot[g]) * width + k)
 
-    for g in np.flatnonzero(ids < 0):
-        value = resolve(id_tokens[g])
+    for unknown in np.flatnonzero(ids < 0).tolist():
+        value = resolve(id_tokens[unknown])
         if isinstance(value, str):
-            raise InputError(f"{locate(int(g))}: {value}")
-        ids[g] = value
+            raise InputError(f"{locate(unknown)}: {value}")
+        ids[unknown] = value
     if not boxes:
         return _Guesses(ids, None, row, slot, n_rows)
 
@@ -125,9 +155,8 @@ def _parse_tokens(
             raise InputError(f"{locate(g, k + 1)}: {show(tok)} {reason}")
         k = 0 if coords[g, 0] > coords[g, 2] else 1
         lo, hi = ("xmin", "xmax") if k == 0 else ("ymin", "ymax")
-        raise InputError(
-            f"{locate(g, k + 3)}: {hi} {show(flat[g * 5 + k + 3])} is less than {lo} {show(flat[g * 5 + k + 1])}"
-        )
+        hi_tok, lo_tok = show(flat[g * 5 + k + 3]), show(flat[g * 5 + k + 1])
+        raise InputError(f"{locate(g, k + 3)}: {hi} {hi_tok} is less than {lo} {lo_tok}")
     return _Guesses(ids, coords, row, slot, n_rows)
 
 
@@ -160,7 +189,7 @@ def _wnid_resolver(classes: ClassList) -> _Resolve:
 
 def _file_order(image_ids: tuple[str, ...]) -> list[int] | None:
     """Positions of the images in alphabetical file-name order, or None when already sorted."""
-    if all(a < b for a, b in zip(image_ids, image_ids[1:], strict=False)):
+    if all(a < b for a, b in pairwise(image_ids)):
         return None
     return sorted(range(len(image_ids)), key=image_ids.__getitem__)
 
@@ -246,7 +275,7 @@ def parse_kaggle_submission(
     return _kaggle_submission(lines, classes, image_ids, boxes, max_guesses)
 
 
-def _classic_rows(lines: list[str], n: int, what: str) -> list[list[str]]:
+def _classic_rows(lines: list[str], n: int, what: str) -> list[str]:
     while len(lines) > n and not lines[-1].strip():
         lines.pop()
     if len(lines) != n:
@@ -254,7 +283,7 @@ def _classic_rows(lines: list[str], n: int, what: str) -> list[list[str]]:
             f"{what}: {len(lines):,} lines for {n:,} test images; the classic format has one line per image, "
             "in file-name order"
         )
-    return [line.split() for line in lines]
+    return lines
 
 
 def _classic_submission(
@@ -281,37 +310,69 @@ def _classic_submission(
     return Submission(ids, labels, bx)
 
 
+def _csv_rows(lines: list[str], what: str) -> tuple[list[str], list[str], np.ndarray]:
+    """(ImageId, PredictionString, line number) of each non-blank row after the header.
+
+    The common case (no quotes, one comma per row) is split in bulk; anything else goes through the
+    per-line path, which also understands CSV quoting.
+    """
+    _check_header(lines, what)
+    body = lines[1:]
+    parts = [line.partition(",") for line in body]
+    if all(
+        sep and '"' not in line and "," not in pred for line, (_, sep, pred) in zip(body, parts, strict=True)
+    ):
+        return [p[0].strip() for p in parts], [p[2] for p in parts], np.arange(2, len(body) + 2)
+    images: list[str] = []
+    preds: list[str] = []
+    line_numbers: list[int] = []
+    for ln, line in enumerate(body, start=2):
+        if not line or line.isspace():
+            continue
+        image, pred = _csv_fields(line, ln, what)
+        images.append(image)
+        preds.append(pred)
+        line_numbers.append(ln)
+    return images, preds, np.asarray(line_numbers, dtype=np.int64)
+
+
+def _first_repeat(images: list[str]) -> tuple[int, int]:
+    """Positions (first, again) of the first image listed twice."""
+    first: dict[str, int] = {}
+    for k, image in enumerate(images):
+        if image in first:
+            return first[image], k
+        first[image] = k
+    raise AssertionError("no repeated image")
+
+
+def _repeat_message(images: list[str], lns: np.ndarray, what: str) -> str:
+    first, again = _first_repeat(images)
+    at = where(what, int(lns[again]), 1)
+    return f"{at}: image {show(images[again])} already appeared on line {lns[first]}"
+
+
 def _kaggle_submission(
     lines: list[str], classes: ClassList, image_ids: Sequence[str], boxes: bool, max_guesses: int
 ) -> Submission:
     what = "submission"
     ids = check_image_ids(image_ids, "image ids")
-    _check_header(lines, what)
-    row_of = {image: i for i, image in enumerate(ids)}
-    seen_on = [0] * len(ids)
-    rows: list[list[str]] = []
-    targets: list[int] = []
-    line_numbers: list[int] = []
-    for ln, line in enumerate(lines[1:], start=2):
-        if not line or line.isspace():
-            continue
-        image, pred = _csv_fields(line, ln, what)
-        r = row_of.get(image)
-        if r is None:
-            raise InputError(f"{where(what, ln, 1)}: {show(image)} is not a test image of this challenge")
-        if seen_on[r]:
-            raise InputError(f"{where(what, ln, 1)}: image {show(image)} already appeared on line {seen_on[r]}")
-        seen_on[r] = ln
-        rows.append(pred.split())
-        targets.append(r)
-        line_numbers.append(ln)
-    if len(targets) != len(ids):
-        missing = [image for image, s in zip(ids, seen_on, strict=True) if not s]
-        sample = ", ".join(show(m) for m in missing[:3])
-        raise InputError(f"{what}: {len(missing):,} test images have no row, e.g. {sample}")
-    guesses = _parse_tokens(
-        rows, np.asarray(line_numbers), 2, classes.index, _wnid_resolver(classes), boxes, max_guesses, what
-    )
+    images, preds, lns = _csv_rows(lines, what)
+    get = {image: i for i, image in enumerate(ids)}.get
+    targets = np.array([get(image, -1) for image in images], dtype=np.int64)
+    if (targets < 0).any():
+        k = int(np.argmax(targets < 0))
+        raise InputError(
+            f"{where(what, int(lns[k]), 1)}: {show(images[k])} is not a test image of this challenge"
+        )
+    seen = np.bincount(targets, minlength=len(ids))
+    if (seen > 1).any():
+        raise InputError(_repeat_message(images, lns, what))
+    if (seen == 0).any():
+        missing = [ids[i] for i in np.flatnonzero(seen == 0)[:3].tolist()]
+        sample = ", ".join(show(m) for m in missing)
+        raise InputError(f"{what}: {int((seen == 0).sum()):,} test images have no row, e.g. {sample}")
+    guesses = _parse_tokens(preds, lns, 2, classes.index, _wnid_resolver(classes), boxes, max_guesses, what)
     labels, bx = guesses.dense(max_guesses)
     out_labels = np.empty_like(labels)
     out_labels[targets] = labels
@@ -325,43 +386,36 @@ def _kaggle_submission(
 # -- ground truth and side files ----------------------------------------------------------------------
 
 
-def parse_ground_truth_csv(source: Source, classes: ClassList, *, max_bytes: int = DEFAULT_MAX_BYTES) -> GroundTruth:
+def parse_ground_truth_csv(
+    source: Source, classes: ClassList, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> GroundTruth:
     """`LOC_val_solution.csv`: the file defines the image set; rows come back in file-name order."""
     what = "ground truth"
-    lines = read_lines(source, max_bytes, what)
-    _check_header(lines, what)
-    first_line: dict[str, int] = {}
-    rows: list[list[str]] = []
-    line_numbers: list[int] = []
-    for ln, line in enumerate(lines[1:], start=2):
-        if not line or line.isspace():
-            continue
-        image, pred = _csv_fields(line, ln, what)
-        if not image:
-            raise InputError(f"{where(what, ln, 1)}: empty ImageId")
-        if image in first_line:
-            raise InputError(f"{where(what, ln, 1)}: image {show(image)} already appeared on line {first_line[image]}")
-        tokens = pred.split()
-        if not tokens:
-            raise InputError(f"{where(what, ln, 2)}: no box; each image needs 'wnid xmin ymin xmax ymax'")
-        first_line[image] = ln
-        rows.append(tokens)
-        line_numbers.append(ln)
-    if not rows:
+    images, preds, lns = _csv_rows(read_lines(source, max_bytes, what), what)
+    if not images:
         raise InputError(f"{what}: no images")
-    lns = np.asarray(line_numbers)
-    g = _parse_tokens(rows, lns, 2, classes.index, _wnid_resolver(classes), True, None, what)
-    counts = np.bincount(g.row, minlength=len(rows))
+    for k, image in enumerate(images):
+        if not image:
+            raise InputError(f"{where(what, int(lns[k]), 1)}: empty ImageId")
+    if len(set(images)) != len(images):
+        raise InputError(_repeat_message(images, lns, what))
+    g = _parse_tokens(preds, lns, 2, classes.index, _wnid_resolver(classes), True, None, what)
+    counts = np.bincount(g.row, minlength=len(preds))
+    if (counts == 0).any():
+        k = int(np.argmax(counts == 0))
+        raise InputError(
+            f"{where(what, int(lns[k]), 2)}: no box; each image needs 'wnid xmin ymin xmax ymax'"
+        )
     starts = np.cumsum(counts) - counts
     image_label = g.ids[starts]
     mixed = g.ids != np.repeat(image_label, counts)
     if mixed.any():
         k = int(np.argmax(mixed))
+        at = where(what, int(lns[g.row[k]]), 2 + 5 * int(g.slot[k]))
         raise InputError(
-            f"{where(what, int(lns[g.row[k]]), 2 + 5 * int(g.slot[k]))}: class {classes.wnids[g.ids[k]]} differs "
-            f"from the image's first box ({classes.wnids[image_label[g.row[k]]]}); one class per image"
+            f"{at}: class {classes.wnids[g.ids[k]]} differs from the image's first box "
+            f"({classes.wnids[image_label[g.row[k]]]}); one class per image"
         )
-    images = list(first_line)
     order = np.asarray(sorted(range(len(images)), key=images.__getitem__), dtype=np.int64)
     sorted_counts = counts[order]
     sorted_starts = np.cumsum(sorted_counts) - sorted_counts
@@ -386,7 +440,15 @@ def parse_classic_ground_truth(
     ids = check_image_ids(image_ids, "image ids")
     rows = _classic_rows(read_lines(source, max_bytes, what), len(ids), what)
     g = _parse_tokens(
-        rows, np.arange(1, len(ids) + 1), 1, _numeric_lookup(n_classes), _numeric_resolver(n_classes), False, 1, what
+        rows,
+        np.arange(1, len(ids) + 1),
+        1,
+        _numeric_lookup(n_classes),
+        _numeric_resolver(n_classes),
+        False,
+        1,
+        what,
+        "class ids",
     )
     if len(g.ids) != len(ids):
         empty = np.ones(len(ids), dtype=bool)
@@ -476,7 +538,8 @@ def format_classic_submission(sub: Submission, *, boxes: bool) -> bytes:
     if boxes and bx is None:
         raise InputError("cannot write a localization file: the submission has no boxes")
     lines = [
-        " ".join(_guess_fields(sub.labels[i], None if bx is None else bx[i], lambda c: str(c + 1))) for i in order
+        " ".join(_guess_fields(sub.labels[i], None if bx is None else bx[i], lambda c: str(c + 1)))
+        for i in order
     ]
     return ("\n".join(lines) + "\n").encode()
 

@@ -39,7 +39,10 @@ class ClassListReport:
     def problems(self) -> list[str]:
         """One line per problem, ``source:line: message`` where a line is known."""
         out = [f"{self.source}:{line}: unknown synset id {token!r}" for line, token in self.unknown]
-        out += [f"{self.source}:{line}: duplicate id {sid!r} (first on line {first})" for line, sid, first in self.duplicates]
+        out += [
+            f"{self.source}:{line}: duplicate id {sid!r} (first on line {first})"
+            for line, sid, first in self.duplicates
+        ]
         out += [
             f"{self.source}:{self.lines[d]}: {d!r} is a descendant of {a!r} (line {self.lines[a]})"
             for a, d in self.overlapping
@@ -54,7 +57,9 @@ class ClassListReport:
             "ok": self.ok,
             "ids": self.ids,
             "unknown": [{"line": line, "id": token} for line, token in self.unknown],
-            "duplicates": [{"line": line, "id": sid, "first_line": first} for line, sid, first in self.duplicates],
+            "duplicates": [
+                {"line": line, "id": sid, "first_line": first} for line, sid, first in self.duplicates
+            ],
             "overlapping": [{"ancestor": a, "descendant": d} for a, d in self.overlapping],
         }
 

@@ -7,7 +7,7 @@ raised as :class:`synsetforge.errors.SynsetforgeError`; the top-level CLI prints
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -29,11 +29,13 @@ app = typer.Typer(
 
 TaxonomyOption = Annotated[
     Path | None,
-    typer.Option("--taxonomy", "-t", help="Custom taxonomy file (.yaml, .yml or .csv) instead of WordNet 3.0."),
+    typer.Option(
+        "--taxonomy", "-t", help="Custom taxonomy file (.yaml, .yml or .csv) instead of WordNet 3.0."
+    ),
 ]
 
 
-class ExpandMode(str, Enum):
+class ExpandMode(StrEnum):
     gloss = "gloss"
     parents = "parents"
 
@@ -58,7 +60,7 @@ def show(
 ) -> None:
     """Show a synset: lemmas, gloss, depth, height, descendants and every hypernym path to the root."""
     h = load_hierarchy(taxonomy)
-    matches = h.resolve(synset)
+    matches = h.resolve_all(synset)
     console = _console()
     if len(matches) > 1:
         console.print(Text(f"{len(matches)} synsets have the lemma {synset!r}; show one by its id:"))
@@ -81,7 +83,24 @@ def show(
     paths = h.hypernym_paths(s.id)
     console.print(Text(f"hypernym paths to the root: {len(paths)}"))
     for k, path in enumerate(paths, start=1):
-        console.print(Text(f"  {k}. " + " → ".join(_label(h, sid) for sid in path)))
+        for line in _wrap_path([_label(h, sid) for sid in path], f"  {k}. ", console.width):
+            console.print(Text(line), overflow="fold")
+
+
+def _wrap_path(labels: list[str], prefix: str, width: int) -> list[str]:
+    """``a → b → c`` broken between labels, never inside one, continuation lines indented."""
+    indent = " " * (len(prefix) + 2)
+    lines: list[str] = []
+    current = prefix + labels[0]
+    for label in labels[1:]:
+        piece = f" → {label}"
+        if len(current) + len(piece) > width:
+            lines.append(current)
+            current = f"{indent}→ {label}"
+        else:
+            current += piece
+    lines.append(current)
+    return lines
 
 
 @app.command()
@@ -95,12 +114,17 @@ def tree(
 ) -> None:
     """Draw the subtree under a synset: lemma, id and number of descendants per node."""
     h = load_hierarchy(taxonomy)
-    starts = [_one(h, synset).id] if synset else h.roots
+    starts = [h.resolve(synset).id] if synset else h.roots
     console = _console()
     for start in starts:
-        node = Tree(_tree_label(h, start))
-        _grow(h, node, start, depth, max_children)
-        console.print(node)
+        console.print(render_tree(h, start, depth=depth, max_children=max_children))
+
+
+def render_tree(h: Hierarchy, synset_id: str, *, depth: int = 2, max_children: int = 20) -> Tree:
+    """A Rich tree of ``synset_id`` and ``depth`` levels below it (``... N more`` past ``max_children``)."""
+    node = Tree(_tree_label(h, synset_id))
+    _grow(h, node, synset_id, depth, max_children)
+    return node
 
 
 def _tree_label(h: Hierarchy, synset_id: str) -> Text:
@@ -120,14 +144,6 @@ def _grow(h: Hierarchy, node: Tree, synset_id: str, depth: int, max_children: in
         _grow(h, node.add(_tree_label(h, child)), child, depth - 1, max_children)
     if len(kids) > max_children:
         node.add(Text(f"... {len(kids) - max_children} more", style="italic"))
-
-
-def _one(h: Hierarchy, id_or_lemma: str) -> Synset:
-    matches = h.resolve(id_or_lemma)
-    if len(matches) > 1:
-        ids = ", ".join(f"{s.id} ({s.gloss[:40]})" for s in matches[:5])
-        raise InputError(f"{id_or_lemma!r} names {len(matches)} synsets; use an id: {ids}")
-    return matches[0]
 
 
 @app.command()
@@ -160,12 +176,14 @@ def select(
     non_overlapping: Annotated[
         bool, typer.Option("--non-overlapping", help="Drop synsets that are ancestors of other chosen ones.")
     ] = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the class list to FILE.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the class list to FILE.")
+    ] = None,
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Choose classes: prints `ID lemma, lemma` lines (a class list file) in id order, deterministic."""
     h = load_hierarchy(taxonomy)
-    root = _one(h, subtree).id if subtree else None
+    root = h.resolve(subtree).id if subtree else None
     ids = h.select(root, leaves=leaves, max_n=max_n, seed=seed, non_overlapping=non_overlapping)
     lines = [_class_line(h.get(s)) for s in ids]
     if output is None:
@@ -176,7 +194,7 @@ def select(
         output.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     except OSError as exc:
         raise InputError(f"{output}: cannot write the class list: {exc.strerror}") from None
-    _console().print(Text(f"wrote {len(lines)} classes to {output}"))
+    typer.echo(f"wrote {len(lines)} classes to {output}")
 
 
 @app.command()
@@ -189,7 +207,7 @@ def expand(
 ) -> None:
     """Print the image-search queries for a synset, one per line."""
     h = load_hierarchy(taxonomy)
-    for query in h.expand(_one(h, synset).id, mode.value):
+    for query in h.expand(h.resolve(synset).id, mode.value):
         typer.echo(query)
 
 
@@ -201,7 +219,7 @@ def lca(
 ) -> None:
     """Print the lowest common ancestor of two synsets and its height (ILSVRC's hierarchical cost)."""
     h = load_hierarchy(taxonomy)
-    a, b = _one(h, first).id, _one(h, second).id
+    a, b = h.resolve(first).id, h.resolve(second).id
     found = h.lca(a, b)
     if found is None:
         typer.echo(f"{a} and {b} have no common ancestor")
@@ -212,25 +230,24 @@ def lca(
 
 @app.command()
 def validate(
-    class_list: Annotated[Path, typer.Argument(help="Class list: one id per line, optionally followed by text.")],
+    class_list: Annotated[
+        Path, typer.Argument(help="Class list: one id per line, optionally followed by text.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     taxonomy: TaxonomyOption = None,
 ) -> None:
-    """Check a class list: unknown ids, duplicates, and ids that are ancestors of others. Exit 1 on problems."""
+    """Check a class list: unknown ids, duplicates, ids that are ancestors of others. Exit 1 on problems."""
     h = load_hierarchy(taxonomy)
     report = validate_class_list(h, class_list)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        console = _console()
         for problem in report.problems():
-            console.print(Text(problem))
+            typer.echo(problem)
         verdict = "ok" if report.ok else "problems found"
-        console.print(
-            Text(
-                f"{class_list}: {len(report.ids)} classes, {len(report.unknown)} unknown, "
-                f"{len(report.duplicates)} duplicate, {len(report.overlapping)} overlapping pairs: {verdict}"
-            )
+        typer.echo(
+            f"{class_list}: {len(report.ids)} classes, {len(report.unknown)} unknown, "
+            f"{len(report.duplicates)} duplicate, {len(report.overlapping)} overlapping pairs: {verdict}"
         )
     if not report.ok:
         raise typer.Exit(1)

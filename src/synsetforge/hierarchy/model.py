@@ -1,14 +1,16 @@
 """One in-memory model for WordNet and for custom taxonomies: a DAG of synsets.
 
 Loading stores only flat lists (ids, lemmas, glosses, parent indexes) so that WordNet's 82,115 synsets load in
-a fraction of a second; children, depths, heights and the ancestor closure are derived on first use.
+a fraction of a second; children, depths, heights and the ancestor closure are derived on first use (safe to
+share between threads: a race may compute one twice, but nobody sees it half-built).
 
 Definitions used throughout (they follow ILSVRC's hierarchical cost):
 
 * **depth**: the length of the *shortest* path up to a root (roots 0); ``max_depth`` is the longest one.
 * **height**: the length of the longest path down to a leaf (leaves 0).
-* **lowest common ancestor** of ``a`` and ``b``: among the synsets that are ancestors of both (each synset counts
-  as its own ancestor), the one with the smallest height; ties go to the larger depth, then the smallest id.
+* **lowest common ancestor** of ``a`` and ``b``: among the synsets that are ancestors of both (each synset
+  counts as its own ancestor), the one with the smallest height; ties go to the larger depth, then the
+  smallest id.
   Custom taxonomies may have several roots, so two synsets can have no common ancestor (``None``).
 """
 
@@ -45,7 +47,12 @@ class Synset:
         return self.lemmas[0] if self.lemmas else self.id
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "lemmas": list(self.lemmas), "gloss": self.gloss, "parents": list(self.parents)}
+        return {
+            "id": self.id,
+            "lemmas": list(self.lemmas),
+            "gloss": self.gloss,
+            "parents": list(self.parents),
+        }
 
 
 def normalize_lemma(word: str) -> str:
@@ -94,9 +101,9 @@ class Hierarchy:
         self._rank: IntArray | None = None
         self._by_rank: IntArray | None = None
         self._anc: list[tuple[int, ...]] | None = None
-        self._anc_ptr: IntArray | None = None
-        self._anc_idx: IntArray | None = None
+        self._csr: tuple[IntArray, IntArray] | None = None
         self._ndesc: IntArray | None = None
+        self._scalar_cache: tuple[list[int], list[int]] | None = None
         self._lemma_index: dict[str, list[int]] | None = None
         self._id_suggester = Suggester(self._ids)
         self._lemma_suggester: Suggester | None = None
@@ -128,7 +135,13 @@ class Hierarchy:
 
     def indexes_of(self, synset_ids: Iterable[str]) -> IntArray:
         """:meth:`index_of` for many ids, as an int64 array."""
-        return np.fromiter((self.index_of(s) for s in synset_ids), dtype=np.int64)
+        ids = synset_ids if isinstance(synset_ids, Sequence) else list(synset_ids)
+        try:
+            return np.fromiter(map(self._index.__getitem__, ids), dtype=np.int64, count=len(ids))
+        except KeyError:
+            for s in ids:
+                self.index_of(s)  # raises with suggestions for the first unknown id
+            raise
 
     def _synset(self, i: int) -> Synset:
         ids = self._ids
@@ -183,10 +196,18 @@ class Hierarchy:
         if self._lemma_suggester is None:
             self._lemma_suggester = Suggester(sorted(self._lemmas_by_key()))
         close = self._lemma_suggester.suggest(normalize_lemma(word))
-        return did_you_mean([repr(c) for c in close])
+        return did_you_mean([repr(self._spelling(key)) for key in close])
 
-    def resolve(self, id_or_lemma: str) -> list[Synset]:
-        """The synset with this id, else the synsets with this lemma; neither raises with suggestions."""
+    def _spelling(self, key: str) -> str:
+        """A lemma as written in the hierarchy for a normalised key ("Canis familiaris", not the key)."""
+        for i in self._lemmas_by_key().get(key, ()):
+            for lemma in self._lemmas[i]:
+                if normalize_lemma(lemma) == key:
+                    return lemma
+        return key
+
+    def resolve_all(self, id_or_lemma: str) -> list[Synset]:
+        """The synset with this id, else every synset with this lemma; neither raises with suggestions."""
         if id_or_lemma in self._index:
             return [self.get(id_or_lemma)]
         hits = self._lemma_hits(id_or_lemma)
@@ -195,6 +216,18 @@ class Hierarchy:
         suggestions = self._id_suggester.suggest(id_or_lemma, n=3)
         hint = did_you_mean(suggestions, self._describe) if suggestions else self._lemma_hint(id_or_lemma)
         raise NotFoundError(f"{id_or_lemma!r} is neither a synset id nor a lemma in {self.source}{hint}")
+
+    def resolve(self, id_or_lemma: str) -> Synset:
+        """The synset with this id, else the only synset with this lemma.
+
+        A lemma shared by several synsets raises :class:`InputError` listing them (ask for an id).
+        """
+        matches = self.resolve_all(id_or_lemma)
+        if len(matches) > 1:
+            shown = ", ".join(self._describe(s.id) for s in matches[:8])
+            more = f" and {len(matches) - 8} more" if len(matches) > 8 else ""
+            raise InputError(f"{id_or_lemma!r} names {len(matches)} synsets; use an id: {shown}{more}")
+        return matches[0]
 
     def search(self, text: str, limit: int = 20) -> list[Synset]:
         """Synsets with a lemma containing ``text``: exact matches, then prefix, then substring matches.
@@ -320,15 +353,15 @@ class Hierarchy:
         return self._anc
 
     def _closure_csr(self) -> tuple[IntArray, IntArray]:
-        if self._anc_ptr is None:
+        """The closure as CSR arrays (row pointers, ranks) for the vectorised LCA."""
+        if self._csr is None:
             anc = self._closure()
             lengths = np.fromiter((len(a) for a in anc), dtype=np.int64, count=len(anc))
             ptr = np.zeros(len(anc) + 1, dtype=np.int64)
             np.cumsum(lengths, out=ptr[1:])
             flat = np.fromiter((r for a in anc for r in a), dtype=np.int64, count=int(ptr[-1]))
-            self._anc_ptr, self._anc_idx = ptr, flat
-        assert self._anc_idx is not None
-        return self._anc_ptr, self._anc_idx
+            self._csr = (ptr, flat)  # one assignment: other threads see all of it or none
+        return self._csr
 
     @property
     def roots(self) -> list[str]:
@@ -379,7 +412,7 @@ class Hierarchy:
     def num_descendants(self, synset_id: str) -> int:
         """How many distinct synsets lie below this one (cheap after the first call)."""
         if self._ndesc is None:
-            ptr, flat = self._closure_csr()
+            _, flat = self._closure_csr()
             _, by_rank = self._ranks()
             counts = np.bincount(by_rank[flat], minlength=len(self._ids)) - 1
             self._ndesc = counts.astype(np.int64)
@@ -428,12 +461,21 @@ class Hierarchy:
         ``None`` when they share no ancestor (only possible in a custom taxonomy with several roots).
         """
         anc = self._closure()
-        common = set(anc[self.index_of(a)]).intersection(anc[self.index_of(b)])
+        index = self._index
+        ia = index[a] if a in index else self.index_of(a)
+        ib = index[b] if b in index else self.index_of(b)
+        common = set(anc[ia]).intersection(anc[ib])
         if not common:
             return None
-        _, by_rank = self._ranks()
-        node = int(by_rank[min(common)])
-        return self._ids[node], int(self._heights()[node])
+        node = self._rank_lists()[0][min(common)]
+        return self._ids[node], self._rank_lists()[1][node]
+
+    def _rank_lists(self) -> tuple[list[int], list[int]]:
+        """(node by rank, height by node) as plain lists: indexing them is faster than numpy for scalars."""
+        if self._scalar_cache is None:
+            _, by_rank = self._ranks()
+            self._scalar_cache = (by_rank.tolist(), self._heights().tolist())
+        return self._scalar_cache
 
     def lca_indexes(self, a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[IntArray, IntArray]:
         """Vectorised LCA on internal indexes: (LCA index, LCA height), both ``-1`` without a common ancestor.
@@ -469,7 +511,7 @@ class Hierarchy:
         return out_node, out_height
 
     def lca_batch(self, a_ids: Sequence[str], b_ids: Sequence[str]) -> tuple[list[str | None], IntArray]:
-        """:meth:`lca` for many pairs at once: (LCA ids, heights); ``None`` / ``-1`` without common ancestor."""
+        """:meth:`lca` for many pairs: (LCA ids, heights); ``None`` / ``-1`` without a common ancestor."""
         nodes, heights = self.lca_indexes(self.indexes_of(a_ids), self.indexes_of(b_ids))
         ids = self._ids
         return [ids[i] if i >= 0 else None for i in nodes.tolist()], heights
@@ -563,4 +605,3 @@ def _gather(ptr: IntArray, flat: IntArray, nodes: IntArray, pair: IntArray, n: i
     row_start = np.repeat(np.cumsum(lengths) - lengths, lengths)
     positions = np.repeat(starts, lengths) + (np.arange(total, dtype=np.int64) - row_start)
     return np.repeat(pair, lengths) * n + flat[positions]
-

@@ -1,8 +1,8 @@
 """Custom taxonomies (YAML or CSV) loaded into the same :class:`Hierarchy` model as WordNet.
 
-A synset has an ``id`` (any text without whitespace), optional ``lemmas`` (or a single ``name``; default: the id
-with ``_`` turned into spaces), optional ``parents`` (several allowed: a DAG, and several roots are fine) and an
-optional ``gloss``. Parents may be defined after their children.
+A synset has an ``id`` (any text without whitespace), optional ``lemmas`` (or a single ``name``; default: the
+id with ``_`` turned into spaces), optional ``parents`` (several allowed: a DAG, and several roots are fine)
+and an optional ``gloss``. Parents may be defined after their children.
 
 YAML, either a list of entries::
 
@@ -18,9 +18,9 @@ or a mapping from id to entry (the entry may be empty)::
     animal:
     dog: {lemmas: [dog, domestic dog], parents: animal}
 
-CSV with a header row naming the columns ``id``, ``lemmas`` (or ``name``), ``parents`` and ``gloss`` (only ``id``
-is required; any order); several lemmas or parents are separated by ``|``; blank lines and lines starting with
-``#`` are ignored::
+CSV with a header row naming the columns ``id``, ``lemmas`` (or ``name``), ``parents`` and ``gloss`` (only
+``id`` is required; any order); several lemmas or parents are separated by ``|``; blank lines and lines
+starting with ``#`` are ignored::
 
     id,lemmas,parents,gloss
     animal,animal,,
@@ -65,7 +65,9 @@ def load_taxonomy(path: Path | str) -> Hierarchy:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in YAML_SUFFIXES + CSV_SUFFIXES:
-        raise InputError(f"{path}: unknown taxonomy format {suffix or '(no suffix)'!r}; use .yaml, .yml or .csv")
+        raise InputError(
+            f"{path}: unknown taxonomy format {suffix or '(no suffix)'!r}; use .yaml, .yml or .csv"
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -95,7 +97,10 @@ def parse_yaml(text: str, where: str) -> list[Entry]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        raise InputError(f"{where}:{line}: invalid YAML: {exc.problem or exc.context}") from None
+        detail = exc.problem or exc.context or "syntax error"
+        if exc.problem and exc.context and exc.context_mark is not None:
+            detail += f" ({exc.context} started on line {exc.context_mark.line + 1})"
+        raise InputError(f"{where}:{line}: invalid YAML: {detail}") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{where}: invalid YAML: {exc}") from None
     if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == _NULL_TAG):
@@ -105,10 +110,10 @@ def parse_yaml(text: str, where: str) -> list[Entry]:
         for item in root.value:
             if not isinstance(item, yaml.MappingNode):
                 raise InputError(f"{where}:{_line(item)}: each entry must be a mapping with an 'id'")
-            fields = _fields(item, where, allow_id=True)
-            if "id" not in fields:
+            item_fields = _fields(item, where, allow_id=True)
+            if "id" not in item_fields:
                 raise InputError(f"{where}:{_line(item)}: entry has no 'id'")
-            entries.append(_entry(fields, fields["id"], where))
+            entries.append(_entry(item_fields, item_fields["id"], where))
     elif isinstance(root, yaml.MappingNode):
         for key, value in root.value:
             sid = _scalar(key, where, "id")
@@ -136,7 +141,9 @@ def _fields(node: yaml.MappingNode, where: str, *, allow_id: bool) -> dict[str, 
     for key_node, value in node.value:
         key = _scalar(key_node, where, "key")
         if key not in allowed:
-            raise InputError(f"{where}:{_line(key_node)}: unknown key {key!r}; expected one of {', '.join(allowed)}")
+            raise InputError(
+                f"{where}:{_line(key_node)}: unknown key {key!r}; expected one of {', '.join(allowed)}"
+            )
         if key in fields:
             raise InputError(f"{where}:{_line(key_node)}: key {key!r} given twice")
         fields[key] = value
@@ -204,7 +211,9 @@ def parse_csv(text: str, where: str) -> list[Entry]:
     except csv.Error as exc:
         raise InputError(f"{where}:{reader.line_num or 1}: invalid CSV: {exc}") from None
     if header is None:
-        raise InputError(f"{where}:1: the taxonomy is empty (expected a header row such as 'id,lemmas,parents,gloss')")
+        raise InputError(
+            f"{where}:1: the taxonomy is empty (expected a header row such as 'id,lemmas,parents,gloss')"
+        )
     if not entries:
         raise InputError(f"{where}:{last_line}: the taxonomy has a header but no entries")
     return entries
@@ -214,7 +223,9 @@ def _csv_columns(header: list[str], where: str, line: int) -> dict[str, int]:
     columns: dict[str, int] = {}
     for k, name in enumerate(header):
         if name not in _KEYS:
-            raise InputError(f"{where}:{line}: unknown column {name!r}; expected id, lemmas (or name), parents, gloss")
+            raise InputError(
+                f"{where}:{line}: unknown column {name!r}; expected id, lemmas (or name), parents, gloss"
+            )
         if name in columns:
             raise InputError(f"{where}:{line}: column {name!r} given twice")
         columns[name] = k
@@ -236,7 +247,9 @@ def build_hierarchy(entries: list[Entry], where: str) -> Hierarchy:
             raise InputError(f"{where}:{entry.line}: id {entry.id!r} contains whitespace")
         if entry.id in index:
             first = entries[index[entry.id]].line
-            raise InputError(f"{where}:{entry.line}: duplicate id {entry.id!r} (first defined on line {first})")
+            raise InputError(
+                f"{where}:{entry.line}: duplicate id {entry.id!r} (first defined on line {first})"
+            )
         index[entry.id] = len(index)
     parents: list[tuple[int, ...]] = []
     for entry in entries:

@@ -20,7 +20,7 @@ def load_class_list(project: Project, path: Path, *, name: str | None = None) ->
     """
     report = validate_class_list(project.hierarchy, path)
     if not report.ok:
-        raise InputError(f"{path}: {report.summary()}")
+        raise InputError("; ".join(report.problems()))
     name = name or path.stem
     project.add_synsets(list(report.ids))
     with project.session() as s:

@@ -53,7 +53,7 @@ def ensure_schema(engine: Engine, *, upgrade: bool = True, target: str = "head")
                 f"(newest here: {script.get_current_head()!r}); upgrade synsetforge to open it"
             ) from None
     wanted = script.get_current_head() if target == "head" else target
-    if current == wanted:
+    if current is not None and current == wanted:
         return current
     if not upgrade:
         raise StoreError(

@@ -60,7 +60,9 @@ class AggregationResult:
         """One dict per task: task, label (None if undecided), confidence."""
         return [
             {"task": t, "label": lab, "confidence": c}
-            for t, lab, c in zip(self.tasks.tolist(), self.labels.tolist(), self.confidence.tolist(), strict=True)
+            for t, lab, c in zip(
+                self.tasks.tolist(), self.labels.tolist(), self.confidence.tolist(), strict=True
+            )
         ]
 
     def worker_rows(self) -> list[dict[str, Any]]:

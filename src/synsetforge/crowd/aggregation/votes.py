@@ -92,7 +92,8 @@ class Votes:
         lab = _as_column(label, "label")
         if not (t.shape[0] == w.shape[0] == lab.shape[0]):
             raise InputError(
-                f"votes columns differ in length: task={t.shape[0]}, worker={w.shape[0]}, label={lab.shape[0]}"
+                f"votes columns differ in length: task={t.shape[0]}, worker={w.shape[0]}, "
+                f"label={lab.shape[0]}"
             )
         if t.shape[0] == 0:
             raise InputError("no votes: the votes table is empty")
@@ -103,7 +104,9 @@ class Votes:
         if label_values is None:
             values, lcodes = _factorize(lab, "label")
         else:
-            values, _ = _factorize(_as_column(_obj_or_native(tuple(label_values)), "label_values"), "label_values")
+            values, _ = _factorize(
+                _as_column(_obj_or_native(tuple(label_values)), "label_values"), "label_values"
+            )
             if values.shape[0] == 0:
                 raise InputError("label_values is empty")
             seen, inverse = _factorize(lab, "label")
@@ -136,16 +139,19 @@ class Votes:
                 raise InputError(f"votes table lacks column(s) {missing}; has {names}")
             return cls.from_columns(*(data[c] for c in columns), label_values=label_values)
         if isinstance(data, str | bytes) or not isinstance(data, Iterable):
-            raise InputError(f"votes must be a DataFrame, a dict of arrays or (task, worker, label) tuples, "
-                             f"not {type(data).__name__}")
+            raise InputError(
+                f"votes must be a DataFrame, a dict of arrays or (task, worker, label) tuples, "
+                f"not {type(data).__name__}"
+            )
         rows = list(data)
         if not rows:
             raise InputError("no votes: the votes table is empty")
         if any(len(r) != 3 for r in rows):
             raise InputError("each vote must be a (task, worker, label) tuple of three values")
         t, w, lab = zip(*rows, strict=True)
-        return cls.from_columns(_obj_or_native(t), _obj_or_native(w), _obj_or_native(lab),
-                                label_values=label_values)
+        return cls.from_columns(
+            _obj_or_native(t), _obj_or_native(w), _obj_or_native(lab), label_values=label_values
+        )
 
     def counts(self) -> np.ndarray:
         """(n_tasks, n_labels) number of votes for each label of each task."""
