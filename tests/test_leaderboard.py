@@ -93,7 +93,7 @@ def test_paired_bootstrap() -> None:
     with pytest.raises(InputError, match="different image sets"):
         paired_test(a, a[:10])
     with pytest.raises(InputError, match="unknown paired test"):
-        paired_test(a, a, method="t")  # type: ignore[arg-type]
+        paired_test(a, a, method="t")
 
 
 def test_public_private_split_is_deterministic_and_order_free() -> None:

@@ -279,8 +279,8 @@ def test_top1_top5_and_per_class_agree_with_torchmetrics() -> None:
         tm = accuracy(preds, target, task="multiclass", num_classes=c, top_k=k, average="micro")
         assert 1 - err == pytest.approx(float(tm), abs=1e-6)
     for k, per_class in ((1, s.per_class_top1_accuracy), (5, s.per_class_top5_accuracy)):
-        tm = accuracy(preds, target, task="multiclass", num_classes=c, top_k=k, average="none").numpy()
-        assert np.allclose(per_class, tm, atol=1e-6)
+        tm_per_class = accuracy(preds, target, task="multiclass", num_classes=c, top_k=k, average="none")
+        assert np.allclose(per_class, tm_per_class.numpy(), atol=1e-6)
     assert 0.3 < s.top5_error < 0.7  # neither trivial nor perfect
 
 

@@ -32,11 +32,11 @@ HEADER = "ImageId,PredictionString\n"
 
 
 def classic(text: str, *, boxes: bool = False, **kw: object) -> Submission:
-    return parse_classic_submission(text.encode(), CLASSES, IMAGES, boxes=boxes, **kw)  # type: ignore[arg-type]
+    return parse_classic_submission(text.encode(), CLASSES, IMAGES, boxes=boxes, **kw)
 
 
 def kaggle(text: str, *, boxes: bool = True, **kw: object) -> Submission:
-    return parse_kaggle_submission((HEADER + text).encode(), CLASSES, IMAGES, boxes=boxes, **kw)  # type: ignore[arg-type]
+    return parse_kaggle_submission((HEADER + text).encode(), CLASSES, IMAGES, boxes=boxes, **kw)
 
 
 def error_of(fn: object, *args: object, **kw: object) -> str:
@@ -151,7 +151,7 @@ def test_missing_file_and_str_source(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         parse_classic_submission(tmp_path / "nope.txt", CLASSES, IMAGES, boxes=False)
     with pytest.raises(TypeError):
-        parse_classic_submission("1\n2\n3\n", CLASSES, IMAGES, boxes=False)  # type: ignore[arg-type]
+        parse_classic_submission("1\n2\n3\n", CLASSES, IMAGES, boxes=False)
 
 
 # -- Kaggle ------------------------------------------------------------------------------------------
@@ -180,7 +180,12 @@ def test_kaggle_classification_only_quoted_fields_and_blank_lines() -> None:
         (
             "val_1,\nval_2,n01440764 5\nval_3,\n",
             False,
-            "line 3, field 3: '5' is not a class id of this challenge",
+            "line 3, field 3: '5' is not a class id of this challenge (a box coordinate? then parse with boxes=True",
+        ),
+        (
+            "val_1,\nval_2,7 0 0 1 1\nval_3,\n",
+            True,
+            "line 3, field 2: '7' is not a class id of this challenge (the CSV format takes wnids such as n01440764)",
         ),
         ("val_1,\nval_9,\nval_3,\n", False, "line 3, field 1: 'val_9' is not a test image of this challenge"),
         (
@@ -326,9 +331,9 @@ def test_writers_round_trip_through_the_parsers() -> None:
         (format_classic_submission(sub, boxes=True), "classic"),
         (format_kaggle_submission(sub, CLASSES, boxes=True), "kaggle"),
     ):
-        back = parse_submission(data, CLASSES, ids, boxes=True, format=fmt)  # type: ignore[arg-type]
+        back = parse_submission(data, CLASSES, ids, boxes=True, format=fmt)
         assert np.array_equal(back.labels, sub.labels)
-        assert np.array_equal(back.boxes, sub.boxes, equal_nan=True)  # type: ignore[arg-type]
+        assert np.array_equal(back.boxes, sub.boxes, equal_nan=True)
     gt = GroundTruth(ids, labels[:, 0].clip(0), len(CLASSES), boxes[:, 0].clip(0), np.arange(n + 1))
     back_gt = parse_ground_truth_csv(format_ground_truth_csv(gt, CLASSES), CLASSES)
     order = sorted(range(n), key=ids.__getitem__)

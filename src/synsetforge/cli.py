@@ -15,6 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from synsetforge import __version__
+from synsetforge.benchmark.cli import app as benchmark_app
+from synsetforge.candidates.cli import app as candidates_app
+from synsetforge.candidates.cli import collect_command
 from synsetforge.errors import SynsetforgeError
 from synsetforge.hierarchy.cli import app as taxonomy_app
 from synsetforge.store.project import PROJECT_ENV, Project
@@ -35,6 +38,9 @@ classes_app = typer.Typer(
 app.add_typer(taxonomy_app, name="taxonomy")
 app.add_typer(synsets_app, name="synsets")
 app.add_typer(classes_app, name="classes")
+app.add_typer(candidates_app, name="candidates")
+app.add_typer(benchmark_app, name="benchmark")
+app.command("collect")(collect_command)
 
 console = Console(highlight=False)
 

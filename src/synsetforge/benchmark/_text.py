@@ -15,8 +15,9 @@ from synsetforge.errors import InputError, NotFoundError
 Source = bytes | bytearray | memoryview | os.PathLike[str] | BinaryIO
 """Raw bytes, a path, or a binary file object. A plain `str` is refused: path or content would be a guess."""
 
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
-"""Largest file accepted by default: a 100,000-image localization submission is about 15 MB."""
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+"""Largest file accepted by default: a 100,000-image localization submission is about 14 MB, and parsing
+holds every token as a Python string (peak about 13x the file size), so this bounds a parse near 1 GB."""
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _OTHER_BOMS = {

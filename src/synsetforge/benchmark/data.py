@@ -88,7 +88,11 @@ class Submission:
         labels = np.asarray(self.labels)
         if labels.ndim != 2 or labels.shape[0] != len(ids):
             raise InputError(f"submission: labels must have shape ({len(ids)}, k), not {labels.shape}")
-        if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < NO_GUESS):
+        if labels.size and (
+            not np.issubdtype(labels.dtype, np.integer)
+            or labels.min() < NO_GUESS
+            or labels.max() > np.iinfo(np.int32).max
+        ):
             raise InputError("submission: labels must be integer class indices, -1 for no guess")
         object.__setattr__(self, "image_ids", ids)
         object.__setattr__(self, "labels", labels.astype(np.int32, copy=False))

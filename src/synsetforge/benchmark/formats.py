@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from synsetforge.benchmark._text import DEFAULT_MAX_BYTES, Source, read_lines, show, where
+from synsetforge.benchmark._text import DEFAULT_MAX_BYTES, Source, read_bytes, read_lines, show, where
 from synsetforge.benchmark.data import MAX_GUESSES, ClassList, GroundTruth, Submission, check_image_ids
 from synsetforge.errors import InputError
 
@@ -179,9 +179,13 @@ def _numeric_resolver(n_classes: int) -> _Resolve:
     return resolve
 
 
-def _wnid_resolver(classes: ClassList) -> _Resolve:
+def _wnid_resolver(classes: ClassList, boxes: bool) -> _Resolve:
     def resolve(tok: str) -> int | str:
-        hint = " (the CSV format takes wnids such as " + classes.wnids[0] + ")" if tok.isdigit() else ""
+        hint = ""
+        if tok.replace(".", "", 1).isdigit():
+            hint = f" (the CSV format takes wnids such as {classes.wnids[0]})"
+            if not boxes:
+                hint = " (a box coordinate? then parse with boxes=True / --boxes)"
         return f"{show(tok)} is not a class id of this challenge{hint}"
 
     return resolve
@@ -372,7 +376,9 @@ def _kaggle_submission(
         missing = [ids[i] for i in np.flatnonzero(seen == 0)[:3].tolist()]
         sample = ", ".join(show(m) for m in missing)
         raise InputError(f"{what}: {int((seen == 0).sum()):,} test images have no row, e.g. {sample}")
-    guesses = _parse_tokens(preds, lns, 2, classes.index, _wnid_resolver(classes), boxes, max_guesses, what)
+    guesses = _parse_tokens(
+        preds, lns, 2, classes.index, _wnid_resolver(classes, boxes), boxes, max_guesses, what
+    )
     labels, bx = guesses.dense(max_guesses)
     out_labels = np.empty_like(labels)
     out_labels[targets] = labels
@@ -399,7 +405,7 @@ def parse_ground_truth_csv(
             raise InputError(f"{where(what, int(lns[k]), 1)}: empty ImageId")
     if len(set(images)) != len(images):
         raise InputError(_repeat_message(images, lns, what))
-    g = _parse_tokens(preds, lns, 2, classes.index, _wnid_resolver(classes), True, None, what)
+    g = _parse_tokens(preds, lns, 2, classes.index, _wnid_resolver(classes, True), True, None, what)
     counts = np.bincount(g.row, minlength=len(preds))
     if (counts == 0).any():
         k = int(np.argmax(counts == 0))
@@ -459,6 +465,31 @@ def parse_classic_ground_truth(
     if order is not None:
         labels[order] = labels.copy()
     return GroundTruth(ids, labels, n_classes)
+
+
+def parse_ground_truth(
+    source: Source,
+    classes: ClassList,
+    image_ids: Sequence[str] | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> GroundTruth:
+    """Either ground-truth format: a CSV header means LOC_val_solution.csv, else one class id per line."""
+    data = read_bytes(source, max_bytes, "ground truth")
+    first = data[:200].lstrip(b"\xef\xbb\xbf").split(b"\n", 1)[0].decode("utf-8", "replace")
+    if detect_format(first) == "kaggle":
+        return parse_ground_truth_csv(data, classes, max_bytes=max_bytes)
+    if image_ids is None:
+        raise InputError("ground truth: a file of class ids, one per line, needs the list of test image ids")
+    return parse_classic_ground_truth(data, classes, image_ids, max_bytes=max_bytes)
+
+
+def parse_image_ids(source: Source, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, ...]:
+    """A list of test images, one id (file name) per line; blank lines are skipped."""
+    ids = tuple(line.strip() for line in read_lines(source, max_bytes, "image ids") if line.strip())
+    if not ids:
+        raise InputError("image ids: the list is empty")
+    return check_image_ids(ids, "image ids")
 
 
 def parse_synset_mapping(source: Source, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ClassList:

@@ -1,0 +1,556 @@
+"""`synsetforge collect`: source -> register -> fetch -> decode/validate/resize/hash -> dedup -> store.
+
+Shaped like img2dataset's reader -> downloader -> resizer -> writer, with the project store as the ledger:
+
+1. **register**: every ref a source names becomes a `candidates` row (status `pending`) with its provenance.
+   Inserts ignore conflicts on (source, synset, key), so a rerun registers nothing twice.
+2. **fetch**: pending rows are read back page by page and fetched by the asynchronous downloader (HTTP and
+   `file://`); synthetic refs are rendered inside the workers instead.
+3. **process**: decoding, validation, resizing and hashing run in a process pool (or on Ray) in chunks.
+4. **write**: the main process deduplicates (exact SHA-256, then pHash within `near_distance`) and writes
+   each batch in one transaction: blobs first (content-addressed, idempotent), then image rows, then the
+   candidates' new status. A crash (even kill -9) leaves every candidate either `pending` or finished, so a
+   rerun continues where it stopped with nothing lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import and_, bindparam, or_, select, update
+
+from synsetforge.candidates.dedup import DuplicateIndex
+from synsetforge.candidates.download import Downloader
+from synsetforge.candidates.netpolicy import FetchPolicy
+from synsetforge.candidates.process import ImagePolicy, process_image
+from synsetforge.candidates.types import CandidateRef, Fetched, ProcessedImage, Rejected
+from synsetforge.errors import InputError
+from synsetforge.store import schema
+from synsetforge.store.bulk import insert_ignore
+from synsetforge.store.hashes import phash_from_db, phash_to_db
+from synsetforge.store.project import Project
+
+SYNTHETIC_SCHEME = "synthetic"
+ENGINES = ("process", "thread", "ray", "inline")
+TRANSIENT_REASONS_NOTE = "timeouts, connection errors, HTTP 429 and 5xx"
+
+
+@dataclass
+class CollectOptions:
+    """How a collection run behaves. Defaults: all cores, shorter side kept <= 500, near-dups within 4 bits."""
+
+    per_synset: int | None = None
+    engine: str = "process"
+    workers: int | None = None
+    ray_address: str | None = None
+    image_policy: ImagePolicy = field(default_factory=ImagePolicy)
+    fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
+    near_distance: int = 4
+    retry_failed: bool = False
+    batch_size: int = 256
+    chunk_size: int = 16
+    page_size: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.workers is not None and self.workers < 1:
+            raise InputError("workers must be at least 1")
+        if not 0 <= self.near_distance <= 16:
+            raise InputError("near-duplicate distance must be between 0 and 16 bits")
+
+
+@dataclass
+class CollectSummary:
+    """What a run did, per synset: fetched, stored, duplicate, rejected:<reason>, failed:<reason>."""
+
+    per_synset: dict[str, Counter[str]] = field(default_factory=dict)
+    registered: int = 0
+    processed: int = 0
+    elapsed_s: float = 0.0
+
+    def count(self, synset_id: str, key: str) -> None:
+        self.per_synset.setdefault(synset_id, Counter())[key] += 1
+
+    def totals(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for c in self.per_synset.values():
+            out.update(c)
+        return out
+
+
+ProgressHook = Callable[[int, int], None]  # (done, total)
+
+
+# --- stage functions (run in workers: plain data in, plain data out) --------------------------------
+
+
+def render_synthetic(url: str) -> bytes:
+    from synsetforge.candidates.sources.synthetic import render_url
+
+    return render_url(url)
+
+
+def process_chunk(
+    items: Sequence[tuple[int, str, bytes | None]], policy: ImagePolicy
+) -> list[tuple[int, ProcessedImage | Rejected]]:
+    """Decode, validate, normalize and hash a chunk of images; synthetic ones are rendered here first."""
+    out: list[tuple[int, ProcessedImage | Rejected]] = []
+    for cid, url, data in items:
+        if data is None:
+            data = render_synthetic(url)
+        out.append((cid, process_image(data, policy)))
+    return out
+
+
+# --- registering refs ----------------------------------------------------------------------------
+
+
+def source_row(project: Project, kind: str, name: str, config: dict[str, Any] | None = None) -> int:
+    """The id of the `sources` row named `name`, created on first use."""
+    with project.session() as s:
+        sid = s.scalar(select(schema.Source.id).where(schema.Source.name == name))
+        if sid is None:
+            row = schema.Source(kind=kind, name=name, config=config or {})
+            s.add(row)
+            s.flush()
+            sid = row.id
+        return sid
+
+
+def _domain(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return (parts.hostname or "").lower() or None
+    return parts.scheme or None
+
+
+def _is_positive(project: Project, ref: CandidateRef) -> bool:
+    if "positive" in ref.extra:
+        return bool(ref.extra["positive"])
+    if ref.truth_synset is None:
+        return False
+    h = project.hierarchy
+    return ref.truth_synset == ref.synset_id or ref.synset_id in h.ancestors(ref.truth_synset)
+
+
+def register_refs(project: Project, source_id: int, refs: Iterable[CandidateRef], batch: int = 1000) -> int:
+    """Insert a `pending` candidate (and any known ground truth) per ref; existing ones are left alone."""
+    n = 0
+    buf: list[CandidateRef] = []
+
+    def flush() -> None:
+        rows = [
+            {
+                "synset_id": r.synset_id,
+                "source_id": source_id,
+                "key": r.key,
+                "url": r.url,
+                "query": r.query,
+                "rank": r.rank,
+                "page_url": r.page_url,
+                "license": r.license,
+                "author": r.author,
+                "caption": r.caption,
+                "domain": _domain(r.url),
+                "status": "pending",
+                "transient": False,
+                "attempts": 0,
+                "created_at": schema.utcnow(),
+                "updated_at": schema.utcnow(),
+            }
+            for r in buf
+        ]
+        known = [r for r in buf if r.truth_synset is not None or "positive" in r.extra]
+        with project.session() as s:
+            insert_ignore(s, schema.Candidate.__table__, rows, ["source_id", "synset_id", "key"])  # type: ignore[arg-type]
+            if known:
+                ids = dict(
+                    s.execute(
+                        select(schema.Candidate.key, schema.Candidate.id).where(
+                            schema.Candidate.source_id == source_id,
+                            or_(
+                                *[
+                                    and_(
+                                        schema.Candidate.synset_id == r.synset_id,
+                                        schema.Candidate.key == r.key,
+                                    )
+                                    for r in known
+                                ]
+                            ),
+                        )
+                    ).all()
+                )
+                truth = [
+                    {
+                        "candidate_id": ids[r.key],
+                        "positive": _is_positive(project, r),
+                        "true_synset": r.truth_synset,
+                        "boxes": [[b.xmin, b.ymin, b.xmax, b.ymax] for b in r.boxes],
+                    }
+                    for r in known
+                    if r.key in ids
+                ]
+                insert_ignore(s, schema.GroundTruth.__table__, truth, ["candidate_id"])  # type: ignore[arg-type]
+        buf.clear()
+
+    for ref in refs:
+        buf.append(ref)
+        n += 1
+        if len(buf) >= batch:
+            flush()
+    if buf:
+        flush()
+    return n
+
+
+# --- reading work back ---------------------------------------------------------------------------
+
+
+def _work_filter(
+    source_id: int | None, synset_ids: Sequence[str] | None, retry_failed: bool, synthetic: bool | None = None
+) -> list[Any]:
+    c = schema.Candidate
+    conds: list[Any] = []
+    if synthetic is not None:
+        is_synthetic = c.url.like(f"{SYNTHETIC_SCHEME}://%")
+        conds.append(is_synthetic if synthetic else ~is_synthetic)
+    if source_id is not None:
+        conds.append(c.source_id == source_id)
+    if synset_ids:
+        conds.append(c.synset_id.in_(list(synset_ids)))
+    if retry_failed:
+        conds.append(or_(c.status == "pending", and_(c.status == "failed", c.transient.is_(True))))
+    else:
+        conds.append(c.status == "pending")
+    return conds
+
+
+def count_work(project: Project, source_id: int | None, synset_ids: Sequence[str] | None, retry: bool) -> int:
+    from sqlalchemy import func
+
+    with project.session() as s:
+        q = (
+            select(func.count())
+            .select_from(schema.Candidate)
+            .where(*_work_filter(source_id, synset_ids, retry))
+        )
+        return int(s.scalar(q) or 0)
+
+
+def pending_refs(
+    project: Project,
+    source_id: int | None,
+    synset_ids: Sequence[str] | None,
+    retry: bool,
+    page: int,
+    synthetic: bool | None = None,
+) -> Iterator[CandidateRef]:
+    """Candidates still to do, as refs, streamed in id order one page at a time (memory stays flat)."""
+    c = schema.Candidate
+    last = 0
+    while True:
+        with project.session() as s:
+            rows = s.execute(
+                select(c.id, c.synset_id, c.url, c.key)
+                .where(c.id > last, *_work_filter(source_id, synset_ids, retry, synthetic))
+                .order_by(c.id)
+                .limit(page)
+            ).all()
+        if not rows:
+            return
+        for cid, synset_id, url, key in rows:
+            yield CandidateRef(synset_id=synset_id, source="", url=url, key=key, extra={"candidate_id": cid})
+        last = rows[-1][0]
+
+
+# --- the engine ----------------------------------------------------------------------------------
+
+
+def make_executor(options: CollectOptions) -> Executor:
+    workers = options.workers or os.cpu_count() or 1
+    if options.engine == "process":
+        import multiprocessing
+
+        # forkserver: the downloader runs an event loop in a thread, and forking a threaded process is unsafe
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+    if options.engine == "thread":
+        return ThreadPoolExecutor(workers)
+    if options.engine == "ray":
+        from synsetforge.candidates.ray_engine import RayExecutor
+
+        return RayExecutor(options.ray_address, workers)
+    return _InlineExecutor()
+
+
+class _InlineExecutor(Executor):
+    """Runs each call at submit time: for debugging and for tiny runs where a pool costs more than it saves."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            fut.set_exception(exc)
+        return fut
+
+
+_c = schema.Candidate.__table__.c
+_STATUS_UPDATE = (
+    update(schema.Candidate.__table__)
+    .where(_c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        reject_reason=bindparam("b_reason"),
+        transient=bindparam("b_transient"),
+        image_id=bindparam("b_image"),
+        attempts=_c.attempts + 1,
+        updated_at=bindparam("b_now"),
+    )
+)
+
+
+class _Writer:
+    """Deduplicates finished images and writes them in batches, one transaction per batch."""
+
+    def __init__(self, project: Project, options: CollectOptions, summary: CollectSummary):
+        self.project = project
+        self.options = options
+        self.summary = summary
+        self.index = DuplicateIndex(options.near_distance)
+        self.results: list[tuple[int, str, ProcessedImage | Rejected | Fetched]] = []
+        self._load_index()
+
+    def _load_index(self) -> None:
+        """Resume: every canonical image already stored takes part in deduplication."""
+        im = schema.Image
+        with self.project.session() as s:
+            rows = s.execute(
+                select(im.sha256, im.phash).where(im.duplicate_of.is_(None), im.blob.is_not(None))
+            )
+            self.index.add_many((sha, sha, phash_from_db(ph)) for sha, ph in rows)
+
+    def add(self, cid: int, synset_id: str, result: ProcessedImage | Rejected | Fetched) -> None:
+        self.results.append((cid, synset_id, result))
+        if len(self.results) >= self.options.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.results:
+            return
+        batch, self.results = self.results, []
+        now = schema.utcnow()
+        updates: list[dict[str, Any]] = []
+        new_images: dict[str, dict[str, Any]] = {}
+        links: list[tuple[int, str, str]] = []  # (candidate, synset, canonical sha)
+        for cid, synset_id, res in batch:
+            if isinstance(res, Fetched):  # download failed
+                updates.append(self._status(cid, "failed", res.reason, res.transient, now))
+                self.summary.count(synset_id, f"failed:{res.reason}")
+            elif isinstance(res, Rejected):
+                updates.append(self._status(cid, "rejected", res.reason, False, now))
+                self.summary.count(synset_id, f"rejected:{res.reason}")
+            else:
+                hit = self.index.match(res.sha256, res.phash)
+                if hit is None:
+                    self.index.add(res.sha256, res.sha256, res.phash)
+                    key = self.project.blobs.put(res.data)
+                    new_images[res.sha256] = self._image_row(res, key, None, None, now)
+                    links.append((cid, synset_id, res.sha256))
+                else:
+                    canonical = str(hit.image_id)
+                    if canonical != res.sha256 and res.sha256 not in new_images:
+                        # keep the near-duplicate's provenance, not its bytes
+                        new_images[res.sha256] = self._image_row(res, None, canonical, hit.distance, now)
+                    links.append((cid, synset_id, canonical))
+        with self.project.session() as s:
+            im = schema.Image
+            canon_rows = [r for r in new_images.values() if r["_dup_sha"] is None]
+            insert_ignore(s, im.__table__, [self._strip(r) for r in canon_rows], ["sha256"])  # type: ignore[arg-type]
+            shas = {sha for _, _, sha in links} | {
+                r["_dup_sha"] for r in new_images.values() if r["_dup_sha"]
+            }
+            ids = dict(s.execute(select(im.sha256, im.id).where(im.sha256.in_(shas))).all()) if shas else {}
+            dup_rows = []
+            for r in new_images.values():
+                if r["_dup_sha"] is not None:
+                    r = dict(r, duplicate_of=ids[r["_dup_sha"]])
+                    dup_rows.append(self._strip(r))
+            insert_ignore(s, im.__table__, dup_rows, ["sha256"])  # type: ignore[arg-type]
+            # an image already holding a finished candidate for the same synset makes this one a duplicate
+            image_ids = {ids[sha] for _, _, sha in links}
+            taken = set()
+            if image_ids:
+                c = schema.Candidate
+                taken = set(
+                    s.execute(
+                        select(c.image_id, c.synset_id).where(c.image_id.in_(image_ids), c.status == "stored")
+                    ).all()
+                )
+            for cid, synset_id, sha in links:
+                iid = ids[sha]
+                status = "duplicate" if (iid, synset_id) in taken else "stored"
+                taken.add((iid, synset_id))
+                updates.append(self._status(cid, status, None, False, now, image_id=iid))
+                self.summary.count(synset_id, status)
+            if updates:
+                s.execute(_STATUS_UPDATE, updates)
+        self.summary.processed += len(batch)
+
+    @staticmethod
+    def _status(
+        cid: int, status: str, reason: str | None, transient: bool, now: Any, image_id: int | None = None
+    ) -> dict[str, Any]:
+        return {
+            "b_id": cid,
+            "b_status": status,
+            "b_reason": reason,
+            "b_transient": transient,
+            "b_image": image_id,
+            "b_now": now,
+        }
+
+    @staticmethod
+    def _image_row(
+        res: ProcessedImage, blob: str | None, dup_sha: str | None, distance: int | None, now: Any
+    ) -> dict[str, Any]:
+        return {
+            "sha256": res.sha256,
+            "blob": blob,
+            "width": res.width,
+            "height": res.height,
+            "orig_width": res.orig_width,
+            "orig_height": res.orig_height,
+            "orig_bytes": res.orig_bytes,
+            "orig_format": res.orig_format,
+            "phash": phash_to_db(res.phash),
+            "duplicate_of": None,
+            "duplicate_distance": distance,
+            "created_at": now,
+            "_dup_sha": dup_sha,
+        }
+
+    @staticmethod
+    def _strip(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def fetch_stream(
+    refs: Iterator[CandidateRef], policy: FetchPolicy, synthetic: bool
+) -> Iterator[tuple[CandidateRef, Fetched | None]]:
+    """Synthetic refs pass straight through (the workers render them); the rest stream through one downloader."""
+    if synthetic:
+        for ref in refs:
+            yield ref, None
+        return
+    for fetched in Downloader(policy).iter_sync(refs):
+        yield fetched.ref, fetched
+
+
+def run_pipeline(
+    project: Project,
+    stream: Iterator[tuple[CandidateRef, Fetched | None]],
+    total: int,
+    options: CollectOptions,
+    summary: CollectSummary,
+    progress: ProgressHook | None = None,
+) -> None:
+    """Process and write fetched refs (each carrying its candidate id in `extra`)."""
+    first = next(stream, None)
+    if first is None:
+        return  # nothing to do: don't start a worker pool
+    stream = itertools.chain([first], stream)
+    writer = _Writer(project, options, summary)
+    synset_of: dict[int, str] = {}
+    chunk: list[tuple[int, str, bytes | None]] = []
+    in_flight: deque[Future[list[tuple[int, ProcessedImage | Rejected]]]] = deque()
+    workers = options.workers or os.cpu_count() or 1
+    max_in_flight = max(2, workers * 4)
+    done = 0
+
+    def drain(block_until: int) -> None:
+        nonlocal done
+        while len(in_flight) > block_until:
+            for cid, res in in_flight.popleft().result():
+                writer.add(cid, synset_of.pop(cid), res)
+                done += 1
+            if progress:
+                progress(done, total)
+
+    with make_executor(options) as pool:
+        for ref, fetched in stream:
+            cid = int(ref.extra["candidate_id"])
+            if fetched is not None and fetched.data is None:
+                writer.add(cid, ref.synset_id, fetched)
+                done += 1
+                continue
+            summary.count(ref.synset_id, "fetched")
+            synset_of[cid] = ref.synset_id
+            chunk.append((cid, ref.url, None if fetched is None else fetched.data))
+            if len(chunk) >= options.chunk_size:
+                in_flight.append(pool.submit(process_chunk, chunk, options.image_policy))
+                chunk = []
+                drain(max_in_flight)
+        if chunk:
+            in_flight.append(pool.submit(process_chunk, chunk, options.image_policy))
+        drain(0)
+    writer.flush()
+    if progress:
+        progress(done, total)
+
+
+def collect(
+    project: Project,
+    source: Any,
+    synset_ids: Sequence[str],
+    options: CollectOptions | None = None,
+    *,
+    kind: str | None = None,
+    progress: ProgressHook | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> CollectSummary:
+    """Register the source's refs for `synset_ids`, then fetch, process and store every pending one.
+
+    With `options.retry_failed`, nothing is asked of the source: only candidates that failed with a
+    transient reason (and any still pending) are fetched again.
+    """
+    options = options or CollectOptions()
+    start = time.perf_counter()
+    summary = CollectSummary()
+    unknown = sorted(set(synset_ids) - set(project.synset_ids()))
+    if unknown:
+        raise InputError(
+            f"{len(unknown)} synsets are not in the project (first: {unknown[0]}); add them with `synsetforge synsets add`"
+        )
+    source_id = source_row(project, kind or getattr(source, "kind", source.name), source.name)
+    if not options.retry_failed:
+        summary.registered = register_refs(
+            project, source_id, source.refs(synset_ids, options.per_synset, project.hierarchy)
+        )
+    total = count_work(project, source_id, synset_ids, options.retry_failed)
+    if on_total:
+        on_total(total)
+    done = 0
+
+    def progress_all(n: int, _total: int) -> None:
+        if progress:
+            progress(done + n, total)
+
+    for synthetic in (True, False):  # each pass is homogeneous: rendered locally, or downloaded
+        refs = pending_refs(
+            project, source_id, synset_ids, options.retry_failed, options.page_size, synthetic
+        )
+        stream = fetch_stream(refs, options.fetch_policy, synthetic)
+        before = summary.processed
+        run_pipeline(project, stream, total, options, summary, progress_all)
+        done += summary.processed - before
+    summary.elapsed_s = time.perf_counter() - start
+    return summary
