@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ipaddress
 import os
 import threading
@@ -77,6 +78,14 @@ def make_app(rec: Recorder) -> web.Application:
     async def big(request: web.Request) -> web.Response:
         return web.Response(body=b"\xff" * (CAP + 1), content_type="image/jpeg")
 
+    async def gzip_bomb(request: web.Request) -> web.Response:
+        body = gzip.compress(b"\0" * (CAP * 50))  # ~1 KB on the wire, 50x the cap once inflated
+        return web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "image/jpeg"})
+
+    async def gzip_ok(request: web.Request) -> web.Response:
+        body = gzip.compress(JPEG)
+        return web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "image/jpeg"})
+
     async def exact(request: web.Request) -> web.Response:
         return web.Response(body=b"\xff" * CAP, content_type="image/jpeg")
 
@@ -130,6 +139,8 @@ def make_app(rec: Recorder) -> web.Application:
     r.add_get("/trickle", trickle)
     r.add_get("/big", big)
     r.add_get("/exact", exact)
+    r.add_get("/gzip-bomb", gzip_bomb)
+    r.add_get("/gzip-ok", gzip_ok)
     r.add_get("/big-chunked", big_chunked)
     r.add_get("/flaky/{status}/{key}", flaky)
     r.add_get("/status/{code}", status)
@@ -188,6 +199,7 @@ def test_mixed_run_each_bad_url_gets_its_reason(server: tuple[LoopbackServer, Re
         "trickle": (f"{u}/trickle", "timeout", True),
         "big": (f"{u}/big", "too_large", False),
         "big_chunked": (f"{u}/big-chunked", "too_large", False),
+        "gzip_bomb": (f"{u}/gzip-bomb", "too_large", False),
         "404": (f"{u}/status/404", "http_404", False),
         "noai": (f"{u}/robots?tag=noai", "robots_noai", False),
         "noimageai_for_us": (f"{u}/robots?tag=synsetforge:%20NoImageAI", "robots_noimageai", False),
@@ -203,6 +215,7 @@ def test_mixed_run_each_bad_url_gets_its_reason(server: tuple[LoopbackServer, Re
             "html": f"{u}/html",
             "moved": f"{u}/moved",
             "exact": f"{u}/exact",
+            "gzip_ok": f"{u}/gzip-ok",
             "otherbot": f"{u}/robots?tag=otherbot:%20noindex&tag=max-image-preview:large",
             "retry429": f"{u}/flaky/429/mixed?ra=1",
             "retry500": f"{u}/flaky/500/mixed",
@@ -231,6 +244,7 @@ def test_mixed_run_each_bad_url_gets_its_reason(server: tuple[LoopbackServer, Re
     assert results["html"].headers["content-type"] == "image/jpeg"
     assert results["moved"].final_url is not None and results["moved"].final_url.endswith("/img/moved")
     assert results["exact"].data is not None and len(results["exact"].data) == CAP
+    assert results["gzip_ok"].data == JPEG  # decompressed transparently
     assert results["big"].detail.startswith("Content-Length")  # refused from the header, body not read
     assert "exceeds" in results["big_chunked"].detail
     # transient failures were retried (2 retries), permanent ones were not
@@ -450,3 +464,53 @@ def test_policy_rejects_nonsense() -> None:
         FetchPolicy(max_bytes=0)
     with pytest.raises(ValueError):
         FetchPolicy(allowed_networks=("not a network",))
+
+
+def test_standalone_fetch_opens_its_own_session(server: tuple[LoopbackServer, Recorder]) -> None:
+    srv, _ = server
+    dl = Downloader(policy())
+    f = asyncio.run(dl.fetch(ref(f"{srv.url}/img/solo")))
+    assert f.data is not None and f.data.endswith(b"solo") and f.attempts == 1
+    assert f.headers["content-type"] == "image/jpeg" and f.elapsed_s > 0
+    assert dl.stats.requested == 1 and dl.stats.ok == 1
+
+
+def test_iter_sync_reraises_errors_from_the_ref_stream(server: tuple[LoopbackServer, Recorder]) -> None:
+    from synsetforge.errors import InputError
+
+    srv, _ = server
+
+    def refs() -> Iterator[CandidateRef]:
+        yield ref(f"{srv.url}/img/before")
+        raise InputError("list.csv: unreadable")
+
+    got: list[Fetched] = []
+    with pytest.raises(InputError, match="unreadable"):
+        for f in Downloader(policy()).iter_sync(refs()):
+            got.append(f)
+    assert len(got) <= 1
+
+
+def test_ordered_mode_keeps_input_order_with_bounded_window(server: tuple[LoopbackServer, Recorder]) -> None:
+    srv, _ = server
+    # early refs are slow, late ones fast: completion order differs from input order
+    urls = [f"{srv.url}/slow/o{i}?s={0.02 * (10 - i):.2f}" for i in range(10)]
+    dl = Downloader(policy(max_in_flight=4))
+    got = [f.ref.url for f in dl.iter_sync([ref(u) for u in urls], ordered=True)]
+    assert got == urls
+    assert dl.stats.max_pending == 4
+    unordered = [f.ref.url for f in Downloader(policy(max_in_flight=10)).iter_sync([ref(u) for u in urls])]
+    assert sorted(unordered) == sorted(urls) and unordered != urls
+
+
+def test_closing_iter_sync_early_cancels_slow_downloads(server: tuple[LoopbackServer, Recorder]) -> None:
+    srv, _ = server
+    refs = [ref(f"{srv.url}/img/quick")] + [ref(f"{srv.url}/trickle", f"t{i}") for i in range(3)]
+    it = Downloader(policy(total_timeout_s=20, read_timeout_s=20, max_retries=0)).iter_sync(
+        refs, ordered=True
+    )
+    first = next(it)
+    assert first.data is not None
+    t0 = time.monotonic()
+    it.close()  # type: ignore[attr-defined]
+    assert time.monotonic() - t0 < 2  # not the 20 s the trickling downloads would take

@@ -364,3 +364,22 @@ def test_recorded_fixtures_are_valid_json() -> None:
     assert len(files) >= 10
     for f in files:
         json.loads(f.read_text())
+
+
+def test_sources_follow_the_source_protocol(tmp_path: Path) -> None:
+    from synsetforge.candidates.sources import Source
+    from synsetforge.candidates.sources.folder import FolderSource
+    from synsetforge.candidates.sources.urls import UrlListSource
+
+    (tmp_path / "l.txt").write_text("https://a.example/x.jpg\n")
+    sources = [
+        OpenverseSource(),
+        WikimediaSource(),
+        FlickrSource(api_key="k"),
+        UrlListSource(tmp_path / "l.txt", default_synset=WHIPPET),
+        FolderSource(tmp_path),
+    ]
+    assert [s.name for s in sources] == ["openverse", "wikimedia", "flickr", "urls", "folder"]
+    assert all(isinstance(s, Source) for s in sources)
+    for s in sources[:3]:
+        s.close()  # type: ignore[attr-defined]

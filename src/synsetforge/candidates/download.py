@@ -11,6 +11,7 @@ sniffs the bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import queue
@@ -18,8 +19,16 @@ import random
 import socket
 import threading
 import time
-from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections import Counter, deque
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,37 +275,42 @@ class Downloader:
 
     # -- public API ----------------------------------------------------------------------------------
     async def fetch_many(
-        self, refs: Iterable[CandidateRef] | AsyncIterable[CandidateRef]
+        self, refs: Iterable[CandidateRef] | AsyncIterable[CandidateRef], *, ordered: bool = False
     ) -> AsyncGenerator[Fetched, None]:
-        """Fetch every ref, yielding results as they complete, with at most `max_in_flight` pending."""
+        """Fetch every ref with at most `max_in_flight` pending, pulling refs only as slots free up.
+
+        Results come as they complete; with `ordered=True` they come in input order instead (a slow ref
+        then holds back the ones after it, since the window of started refs cannot grow past the limit).
+        """
         async with self._session_scope():
-            pending: set[asyncio.Task[Fetched]] = set()
-            aiter_refs: AsyncIterator[CandidateRef] | None = None
-            sync_iter: Iterator[CandidateRef] | None = None
-            if isinstance(refs, AsyncIterable):
-                aiter_refs = aiter(refs)
-            else:
-                sync_iter = iter(refs)
+            pending: set[asyncio.Task[Fetched]] = set()  # started and not yet yielded
+            order: deque[asyncio.Task[Fetched]] = deque()  # ordered mode: the same tasks, input order
+            finished: asyncio.Queue[asyncio.Task[Fetched]] = asyncio.Queue()  # completion order, O(1)
+            next_ref = _ref_puller(refs)
             exhausted = False
             try:
                 while True:
                     while not exhausted and len(pending) < self.policy.max_in_flight:
-                        try:
-                            if sync_iter is not None:
-                                ref = next(sync_iter)
-                            else:
-                                assert aiter_refs is not None
-                                ref = await anext(aiter_refs)
-                        except (StopIteration, StopAsyncIteration):
+                        ref = await next_ref()
+                        if ref is None:
                             exhausted = True
                             break
-                        pending.add(asyncio.create_task(self.fetch(ref)))
+                        task = asyncio.create_task(self.fetch(ref))
+                        if ordered:
+                            order.append(task)
+                        else:
+                            task.add_done_callback(finished.put_nowait)
+                        pending.add(task)
                         self.stats.max_pending = max(self.stats.max_pending, len(pending))
                     if not pending:
                         return
-                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        yield task.result()
+                    if ordered:
+                        task = order.popleft()
+                        await asyncio.wait((task,))
+                    else:
+                        task = await finished.get()
+                    pending.discard(task)
+                    yield task.result()
             finally:
                 for task in pending:
                     task.cancel()
@@ -307,7 +321,11 @@ class Downloader:
         """Fetch one ref, retrying transient failures; never raises for network or policy problems."""
         self.stats.requested += 1
         try:
-            result = await self._fetch(ref)
+            if self._session is not None:
+                result = await self._fetch(ref)
+            else:
+                async with self._session_scope():  # a standalone call gets a session of its own
+                    result = await self._fetch(ref)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not end a ten-million-URL run; it is logged and counted
@@ -321,8 +339,8 @@ class Downloader:
             self.stats.transient_failed += int(result.transient)
         return result
 
-    def iter_sync(self, refs: Iterable[CandidateRef]) -> Iterator[Fetched]:
-        """Blocking iterator over `fetch_many(refs)`, for worker processes and threads.
+    def iter_sync(self, refs: Iterable[CandidateRef], *, ordered: bool = False) -> Iterator[Fetched]:
+        """Blocking iterator over `fetch_many(refs, ordered=...)`, for worker processes and threads.
 
         The event loop runs in a private thread and hands results over a bounded queue, so downloads go on
         while the caller processes a result. Closing the iterator early cancels what is in flight.
@@ -330,8 +348,15 @@ class Downloader:
         results: queue.Queue[Any] = queue.Queue(maxsize=self.policy.max_in_flight)
         stop = threading.Event()
         done = object()
+        running: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = []
 
         async def pump() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            running.append((asyncio.get_running_loop(), task))
+            if stop.is_set():
+                return
+
             async def put(item: object) -> bool:
                 while not stop.is_set():
                     try:
@@ -342,7 +367,7 @@ class Downloader:
                 return False
 
             try:
-                agen = self.fetch_many(refs)
+                agen = self.fetch_many(refs, ordered=ordered)
                 try:
                     async for fetched in agen:
                         if not await put(fetched):
@@ -366,6 +391,10 @@ class Downloader:
                 yield item
         finally:
             stop.set()
+            if running and thread.is_alive():  # closed early: cancel in-flight work now, not at its timeout
+                loop, task = running[0]
+                with contextlib.suppress(RuntimeError):  # the loop may have just finished
+                    loop.call_soon_threadsafe(task.cancel)
             thread.join()
 
     # -- internals -----------------------------------------------------------------------------------
@@ -428,7 +457,8 @@ class Downloader:
             if bad is not None:
                 return bad
             assert url.host is not None
-            async with self._gate(url.host.lower()):
+            gate = self._gate(url.host.lower())
+            async with gate:
                 started = time.monotonic()
                 try:
                     async with asyncio.timeout(max(budget, 0.0)):
@@ -443,7 +473,7 @@ class Downloader:
                     return _Outcome(reason="invalid_url", final_url=str(url), detail=str(exc))
                 budget -= time.monotonic() - started
                 if outcome.retry_after is not None and outcome.status in RETRY_AFTER_STATUSES:
-                    self._gate(url.host.lower()).pause(outcome.retry_after)
+                    gate.pause(outcome.retry_after)  # the whole host waits, not just this ref
             if location is None:
                 return outcome
             try:
@@ -494,6 +524,16 @@ class Downloader:
             if length is not None and length > p.max_bytes:
                 base.reason, base.detail = "too_large", f"Content-Length {length} > {p.max_bytes}"
                 return base, None
+            encoding = resp.headers.get("Content-Encoding", "").strip().lower()
+            if length is not None and encoding in ("", "identity"):
+                # size known, within the cap and not compressed: one read, no chunk loop. A compressed
+                # body goes through the loop below, which caps what decompression produces.
+                data = await resp.read()
+                if not data:
+                    base.reason = "empty_body"
+                    return base, None
+                base.data = data
+                return base, None
             buf = bytearray()
             async for chunk in resp.content.iter_chunked(_CHUNK):
                 buf += chunk
@@ -510,6 +550,26 @@ class Downloader:
 @dataclass
 class _Raised:
     exc: BaseException
+
+
+def _ref_puller(refs: Iterable[CandidateRef] | AsyncIterable[CandidateRef]) -> Callable[[], Awaitable[Any]]:
+    """One awaitable `next()` over a sync or async iterable of refs; None when it is exhausted."""
+    if isinstance(refs, AsyncIterable):
+        aiter_refs = aiter(refs)
+
+        async def next_async() -> CandidateRef | None:
+            try:
+                return await anext(aiter_refs)
+            except StopAsyncIteration:
+                return None
+
+        return next_async
+    sync_iter = iter(refs)
+
+    async def next_sync() -> CandidateRef | None:
+        return next(sync_iter, None)
+
+    return next_sync
 
 
 def _client_error_outcome(exc: aiohttp.ClientError, url: URL) -> _Outcome:
@@ -539,6 +599,8 @@ def _client_error_outcome(exc: aiohttp.ClientError, url: URL) -> _Outcome:
     return _Outcome(reason="client_error", final_url=final, detail=detail)
 
 
-def fetch_all(refs: Iterable[CandidateRef], policy: FetchPolicy | None = None) -> list[Fetched]:
-    """Convenience for small lists: fetch everything and return the results (completion order)."""
-    return list(Downloader(policy).iter_sync(refs))
+def fetch_all(
+    refs: Iterable[CandidateRef], policy: FetchPolicy | None = None, *, ordered: bool = True
+) -> list[Fetched]:
+    """Convenience for small lists: fetch everything and return the results (input order by default)."""
+    return list(Downloader(policy).iter_sync(refs, ordered=ordered))

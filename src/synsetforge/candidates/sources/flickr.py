@@ -108,6 +108,10 @@ class FlickrSource:
             **kw,
         )
 
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self.client.close()
+
     def refs(
         self, synset_ids: Iterable[str], per_synset: int | None = None, hierarchy: Any = None
     ) -> Iterator[CandidateRef]:

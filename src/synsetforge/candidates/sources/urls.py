@@ -55,7 +55,7 @@ PARQUET_BATCH_ROWS = 8192
 class Columns:
     """Which input column feeds which field; None when the file has no such column."""
 
-    url: str
+    url: str | None
     synset: str | None = None
     caption: str | None = None
     license: str | None = None
@@ -77,15 +77,20 @@ def detect_format(path: Path) -> str:
 
 
 def _pick(
-    available: Sequence[str], given: str | None, names: Sequence[str], what: str, path: Path
+    available: Sequence[str], given: str | None, names: Sequence[str], what: str, path: Path, strict: bool
 ) -> str | None:
-    """The column for `what`: the given name (exact, then any case) or the first conventional name found."""
+    """The column for `what`: the given name (exact, then any case) or the first conventional name found.
+
+    A given name that is missing is an error for files with a header (`strict`), and simply absent from a
+    JSON line (whose keys vary from line to line)."""
     if given is not None:
         if given in available:
             return given
         folded = {a.lower(): a for a in available}
         if given.lower() in folded:
             return folded[given.lower()]
+        if not strict:
+            return None
         raise InputError(f"{path}: no {what} column {given!r} (columns: {', '.join(available) or 'none'})")
     folded = {a.strip().lower(): a for a in available}
     for name in names:
@@ -147,26 +152,39 @@ class UrlListSource:
         self._extra_cols = tuple(extra_cols)
         self.report = SourceReport(name)
         self.columns: Columns | None = None
+        self._by_keys: dict[tuple[str, ...], Columns] = {}
         if self.format in ("csv", "tsv", "parquet"):
             self.columns = self._resolve(self._header())  # fail early on a file without a URL column
 
     # -- columns -------------------------------------------------------------------------------------
-    def _resolve(self, available: Sequence[str]) -> Columns:
+    def _resolve(self, available: Sequence[str], strict: bool = True) -> Columns:
         p, g = self.path, self._given
-        url = _pick(available, g["url"], URL_NAMES, "url", p)
-        if url is None:
+
+        def pick(given: str | None, names: Sequence[str], what: str) -> str | None:
+            return _pick(available, given, names, what, p, strict)
+
+        url = pick(g["url"], URL_NAMES, "url")
+        if url is None and strict:
             raise InputError(f"{p}: no URL column (columns: {', '.join(available) or 'none'}); pass url_col")
-        for col in self._extra_cols:
-            _pick(available, col, (), "extra", p)
         return Columns(
             url=url,
-            synset=_pick(available, g["synset"], SYNSET_NAMES, "synset", p),
-            caption=_pick(available, g["caption"], CAPTION_NAMES, "caption", p),
-            license=_pick(available, g["license"], LICENSE_NAMES, "license", p),
-            author=_pick(available, g["author"], AUTHOR_NAMES, "author", p),
-            page_url=_pick(available, g["page_url"], PAGE_URL_NAMES, "page_url", p),
-            extra=tuple(c for c in (_pick(available, c, (), "extra", p) for c in self._extra_cols) if c),
+            synset=pick(g["synset"], SYNSET_NAMES, "synset"),
+            caption=pick(g["caption"], CAPTION_NAMES, "caption"),
+            license=pick(g["license"], LICENSE_NAMES, "license"),
+            author=pick(g["author"], AUTHOR_NAMES, "author"),
+            page_url=pick(g["page_url"], PAGE_URL_NAMES, "page_url"),
+            extra=tuple(c for c in (pick(c, (), "extra") for c in self._extra_cols) if c),
         )
+
+    def _columns_of(self, rec: dict[str, Any]) -> Columns:
+        """Columns of a JSON line / text record; keys vary by line, so resolve per key set (cached)."""
+        keys = tuple(rec)
+        cols = self._by_keys.get(keys)
+        if cols is None:
+            if len(self._by_keys) >= 256:
+                self._by_keys.clear()
+            cols = self._by_keys[keys] = self._resolve(keys, strict=False)
+        return cols
 
     def _open_text(self) -> IO[str]:
         if self.path.suffix.lower() == ".gz":
@@ -297,9 +315,7 @@ class UrlListSource:
     # -- refs ----------------------------------------------------------------------------------------
     def _ref(self, lineno: int, rec: dict[str, Any]) -> CandidateRef | str:
         """A ref from one record, or the reason it is skipped."""
-        c = self.columns
-        if c is None:  # JSON lines / text: columns come from the first usable record
-            c = self.columns = self._resolve(list(rec))
+        c = self.columns or self._columns_of(rec)
 
         def text(col: str | None) -> str | None:
             if col is None:

@@ -67,6 +67,10 @@ class WikimediaSource:
             **kw,
         )
 
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self.client.close()
+
     def refs(
         self, synset_ids: Iterable[str], per_synset: int | None = None, hierarchy: Any = None
     ) -> Iterator[CandidateRef]:
