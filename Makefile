@@ -37,7 +37,8 @@ test: lint typecheck unit
 bench-venv:
 	$(PYTHON) -m venv .bench-venv
 	.bench-venv/bin/python -m pip install -q --upgrade pip
-	.bench-venv/bin/python -m pip install -q -e . -r bench/requirements-peers.txt
+	.bench-venv/bin/python -m pip install -q -r bench/requirements-peers.txt
+	.bench-venv/bin/python -m pip install -q --no-deps -e .
 
 clean:
 	rm -rf $(VENV) .bench-venv demo-project .pytest_cache .mypy_cache .ruff_cache

@@ -153,6 +153,8 @@ class SimulationReport:
     """What a verification strategy cost and how right it was, against the ground truth.
 
     votes counts every vote on candidate images (initial subsets included); gold votes are separate.
+    vote_log holds every vote as columns task, worker, label, synset, order (a votes table for the
+    aggregators); initial_tasks lists the images of the initial subsets (dynamic consensus only).
     votes_per_decided_image = votes / (accepted + rejected): undecided images' votes are still paid for.
     """
 
@@ -171,6 +173,7 @@ class SimulationReport:
     per_synset: dict[str, dict[str, float]]
     not_easily_illustrated: tuple[str, ...] = ()
     tables: dict[str, ConfidenceTable] = field(default_factory=dict)
+    initial_tasks: tuple[str, ...] = ()
     vote_log: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -253,6 +256,7 @@ def _tally(
     blocked: int,
     tables: dict[str, ConfidenceTable] | None = None,
     not_easily_illustrated: tuple[str, ...] = (),
+    initial_tasks: tuple[str, ...] = (),
 ) -> SimulationReport:
     totals = dict.fromkeys(
         ("accepted", "rejected", "undecided", "true_accepted", "true_rejected", "positives"), 0
@@ -295,6 +299,7 @@ def _tally(
         positives=totals["positives"],
         tables=tables or {},
         not_easily_illustrated=not_easily_illustrated,
+        initial_tasks=initial_tasks,
     )
 
 
@@ -351,8 +356,9 @@ def simulate_dynamic_consensus(
     seed: int = 0,
 ) -> SimulationReport:
     """The adaptive loop: per synset, `initial_size` random images (a count, or a fraction of the synset's
-    images, at least 1) get `consensus.initial_votes` votes each and build the confidence table; every other
-    image gets one vote at a time, from a worker who has not seen it, until `table.decide` stops."""
+    images, at least 1) get `consensus.initial_votes` votes each and build the confidence table; then every
+    image (initial ones from their votes so far) gets one vote at a time, from a worker who has not voted
+    on it, until `table.decide` says accept, reject or undecided (the cap)."""
     dc = consensus or DynamicConsensus()
     rng = np.random.default_rng(seed)
     pool, blocked, gold_votes = _admitted_pool(workers, gold, rng, max(dc.initial_votes, dc.max_votes))
@@ -361,6 +367,7 @@ def simulate_dynamic_consensus(
     votes_by_synset: dict[str, int] = {}
     tables: dict[str, ConfidenceTable] = {}
     flagged: list[str] = []
+    initial_tasks: list[str] = []
     initial_total = 0
     for s in synsets:
         start = len(log.rows)
@@ -369,14 +376,18 @@ def simulate_dynamic_consensus(
         k = round(initial_size * n) if isinstance(initial_size, float) else int(initial_size)
         k = min(max(k, 1), n)
         initial = set(rng.choice(n, size=k, replace=False).tolist())
-        counts: dict[int, list[int]] = {}
+        initial_tasks += [tasks[i] for i in sorted(initial)]
+        counts: dict[int, tuple[int, int]] = {}
+        voted: dict[int, set[str]] = {}
         for i in sorted(initial):
             yes = 0
-            for j in rng.choice(len(pool), size=dc.initial_votes, replace=False).tolist():
+            chosen = rng.choice(len(pool), size=dc.initial_votes, replace=False).tolist()
+            voted[i] = {pool[j].worker_id for j in chosen}
+            for j in chosen:
                 label = pool[j].answer(truth[i], rng, s.difficulty)
                 log.add(tasks[i], pool[j].worker_id, label, s.synset)
                 yes += label
-            counts[i] = [yes, dc.initial_votes - yes]
+            counts[i] = (yes, dc.initial_votes - yes)
         initial_total += len(log.rows) - start
         init_rows = log.rows[start:]
         table = dc.build_table(
@@ -391,15 +402,13 @@ def simulate_dynamic_consensus(
         majority = table.easily_illustrated  # some image with more yes than no votes (SPEC §3)
         out: list[str] = []
         for i in range(n):
-            if i in initial:
-                out.append(table.decide(*counts[i]).value)
-                continue
-            yes = no = 0
-            decision = table.decide(0, 0)
-            order = rng.permutation(len(pool))
+            yes, no = counts.get(i, (0, 0))
+            decision = table.decide(yes, no)
+            seen = voted.get(i, set())
+            order = [j for j in rng.permutation(len(pool)).tolist() if pool[j].worker_id not in seen]
             used = 0
-            while decision is Decision.NEED_MORE:
-                w = pool[int(order[used])]
+            while decision is Decision.NEED_MORE:  # initial images that are still unsure continue too
+                w = pool[order[used]]
                 used += 1
                 label = w.answer(truth[i], rng, s.difficulty)
                 log.add(tasks[i], w.worker_id, label, s.synset)
@@ -422,4 +431,5 @@ def simulate_dynamic_consensus(
         blocked,
         tables=tables,
         not_easily_illustrated=tuple(flagged),
+        initial_tasks=tuple(initial_tasks),
     )

@@ -6,14 +6,16 @@ confidence table P(good | #yes, #no) is built; every other image gets votes unti
 passes `threshold` (accept), falls to `1 - threshold` (reject) or `max_votes` is reached (undecided).
 
 How the table is built (our design, SPEC §3):
-1. each initial image's truth is estimated from all of its votes. Default `truth="posterior"`: its
+0. the table's data is each initial image's first `initial_votes` votes (what the live loop has when it
+   builds the table; an initial image that is still unsure afterwards gets more votes like any other);
+1. each initial image's truth is estimated from those votes. Default `truth="posterior"`: its
    posterior P(good | all its votes) under the synset's two-coin model below, fitted by EM on the initial
    subset. A *soft* posterior keeps the tally calibrated: by the tower rule the average of
    P(good | all votes) over the images that passed through a cell is P(good | that cell), whereas a hard
    majority label is circular (the prefix is part of the majority) and makes short prefixes look far
    too sure. Also offered: `"majority"` (yes-majority -> good, tie -> half) and `"dawid_skene"` (per-worker
    DS posterior over all initial votes);
-2. every vote *prefix* of every initial image (its first n votes in time order, n = 0..all) lands in a cell
+2. every vote *prefix* of every initial image (its first n votes in time order, n = 0..10) lands in a cell
    (yes, no); the cell tallies how many images passed through it (`seen`) and how many of those are good;
 3. each cell is smoothed with a Beta prior centred on a per-synset model posterior, with `prior_strength`
    pseudo-images: confidence = (good + a * model) / (seen + a). Cells never observed (e.g. (0, 4) when all
@@ -28,6 +30,13 @@ about a percent, and a cell seen by ~40 initial images cannot give that (in simu
 such as (2, 0) read 0.996 where the truth was 0.974, and precision fell to ~98%). The 3-parameter model
 uses every initial vote and is far steadier, so the raw tally only takes over in cells seen by hundreds of
 images, where it corrects a model that does not fit (e.g. images that are ambiguous to everyone).
+Residual risk: the prior P(good) comes from a few dozen initial images, so a synset's precision can land
+somewhat under `threshold` (simulation: 50 initial images per synset, threshold 0.99 -> 98.9-99.7%).
+
+Live loop (what a web assigner calls): `table = DynamicConsensus().build_table(initial_votes, synset=s)`,
+then per image `table.decide(yes, no)` after each vote, and `table.need_score(yes, no)` to rank open images
+(expected further votes, so hard synsets and unsure images come first). Batch: `fit(votes, synset_of_task,
+order=..., initial=...)` replays that loop over recorded votes and returns a `ConsensusResult`.
 """
 
 from __future__ import annotations
@@ -187,8 +196,9 @@ class ConfidenceTable:
 class ConsensusResult:
     """Batch outcome per task (image): decision, confidence at the stopping cell, votes used.
 
-    Votes after a non-initial image's decision are ignored (`votes_used <= votes_total`); initial images
-    are judged on all their votes. `need[i]` is the expected number of further votes (0 once decided):
+    Each image stops at its first vote prefix whose table cell is final (accept, reject, or undecided at
+    the cap); later votes are ignored (`votes_used <= votes_total`). Initial images are judged from their
+    first `initial_votes` votes on (the table is built from exactly those votes). `need[i]` is the expected number of further votes (0 once decided):
     sort by it to serve the hardest open images first (`next_tasks`).
     """
 
@@ -309,7 +319,8 @@ class DynamicConsensus:
         synset_of_task: a mapping task -> synset (dict; for a pandas Series pass `.to_dict()`), or one
             synset per vote (array-like, same length as votes).
         order: one sortable value per vote (time or sequence number); default: the rows' order.
-        initial: task keys of the initial subsets; default: every task with >= `initial_votes` votes.
+        initial: task keys of the initial subsets; default: every task with >= `initial_votes` votes
+            (pass it whenever other images can reach that many votes, e.g. max_votes >= initial_votes).
         """
         v, is_yes, sort = self._prepare(votes, order)
         syn_keys, task_syn = _synset_per_task(v, synset_of_task)
@@ -368,20 +379,26 @@ class DynamicConsensus:
         init: np.ndarray,
     ) -> dict[Any, ConfidenceTable]:
         n_syn = syn_keys.shape[0]
-        n_total = np.bincount(v.task_codes, minlength=v.n_tasks)
-        n_yes = np.bincount(v.task_codes, weights=is_yes, minlength=v.n_tasks).astype(np.int64)
         if not init.any():
             return {}
+        # the table's data: each initial image's first `initial_votes` votes in time order (what the live
+        # loop had when it built the table; later votes on an initial image only decide that image)
+        t_sorted, y_sorted, w_sorted = v.task_codes[sort], is_yes[sort], v.worker_codes[sort]
+        keep = init[t_sorted]
+        t_sorted, y_sorted, w_sorted = t_sorted[keep], y_sorted[keep], w_sorted[keep]
+        cy, cn = _prefix_counts(t_sorted, y_sorted)
+        early = (cy + cn) <= self.initial_votes
+        t_sorted, y_sorted, w_sorted, cy, cn = (x[early] for x in (t_sorted, y_sorted, w_sorted, cy, cn))
+        n_total = np.bincount(t_sorted, minlength=v.n_tasks)
+        n_yes = np.bincount(t_sorted, weights=y_sorted, minlength=v.n_tasks).astype(np.int64)
+
         init_tasks = np.flatnonzero(init)
         s_of = task_syn[init_tasks]
         yi, ni = n_yes[init_tasks], n_total[init_tasks] - n_yes[init_tasks]
         n_init = np.bincount(s_of, minlength=n_syn)
         gi = np.where(yi > ni, 1.0, np.where(yi < ni, 0.0, 0.5))  # majority of all votes, tie = half
         if self.truth == "dawid_skene":
-            keep = init[v.task_codes]
-            ds = DawidSkene().fit_predict(
-                {"task": v.task_codes[keep], "worker": v.worker_codes[keep], "label": is_yes[keep]}
-            )
+            ds = DawidSkene().fit_predict({"task": t_sorted, "worker": w_sorted, "label": y_sorted})
             g_all = np.zeros(v.n_tasks)
             g_all[ds.tasks] = ds.probas[:, 1]
             gi = g_all[init_tasks]
@@ -391,19 +408,11 @@ class DynamicConsensus:
         g = np.zeros(v.n_tasks)
         g[init_tasks] = gi
 
-        # prefix cells of every vote of every initial task, in time order
-        t_sorted = v.task_codes[sort]
-        y_sorted = is_yes[sort]
-        keep = init[t_sorted]
-        t_sorted, y_sorted = t_sorted[keep], y_sorted[keep]
-        cy, cn = _prefix_counts(t_sorted, y_sorted)
-        cap = max(self.max_votes, self.initial_votes)
-        size = cap + 1
-        inside = (cy + cn) <= cap
-        cell_syn = task_syn[t_sorted[inside]]
-        flat = cell_syn * size * size + cy[inside] * size + cn[inside]
+        # tally the prefix cells of those votes
+        size = max(self.max_votes, self.initial_votes) + 1
+        flat = task_syn[t_sorted] * size * size + cy * size + cn
         flat = np.concatenate([flat, s_of * size * size])  # every image passes through (0, 0)
-        weights = np.concatenate([g[t_sorted[inside]], gi])
+        weights = np.concatenate([g[t_sorted], gi])
         seen = np.bincount(flat, minlength=n_syn * size * size).reshape(n_syn, size, size)
         good = np.bincount(flat, weights=weights, minlength=n_syn * size * size).reshape(n_syn, size, size)
         majority = np.bincount(s_of, weights=yi > ni, minlength=n_syn) > 0
@@ -452,36 +461,36 @@ class DynamicConsensus:
             conf_grid[s] = table.grid[:m, :m]  # the grid spans max(max_votes, initial_votes) + 1 >= m
             need_grid[s] = table.remaining
 
+        # replay: each task stops at its first terminal vote prefix, counting from 1 vote for ordinary
+        # images and from `initial_votes` for initial ones (they are judged once the table exists)
         t_sorted, y_sorted = v.task_codes[sort], is_yes[sort]
         cy, cn = _prefix_counts(t_sorted, y_sorted)
-        # default stop: all votes (no terminal prefix)
-        stop_y, stop_n = n_yes.copy(), n_total - n_yes
-        dec = np.full(n_tasks, _NEED_MORE, dtype=np.int8)
-        live = ~init[t_sorted] & ((cy + cn) < m)
-        idx = np.flatnonzero(live)
-        pcode = codes[task_syn[t_sorted[idx]], cy[idx], cn[idx]]
-        term = idx[pcode != _NEED_MORE]
+        length = cy + cn
+        start = np.where(init, np.minimum(self.initial_votes, n_total), 1)
+        eligible = (length >= start[t_sorted]) & has_table[task_syn[t_sorted]]
+        in_grid = length < m
+        pcode = np.full(length.shape[0], _NEED_MORE, dtype=np.int8)
+        sel = eligible & in_grid
+        pcode[sel] = codes[task_syn[t_sorted[sel]], cy[sel], cn[sel]]
+        terminal = (sel & (pcode != _NEED_MORE)) | (eligible & ~in_grid)  # past the cap: always final
+        term = np.flatnonzero(terminal)
         first_task, first_pos = np.unique(t_sorted[term], return_index=True)
         hit = term[first_pos]
-        stop_y[first_task], stop_n[first_task] = cy[hit], cn[hit]
-        dec[first_task] = codes[task_syn[first_task], cy[hit], cn[hit]]
+        yes_n, no_n = n_yes.copy(), n_total - n_yes  # no terminal prefix: all votes, still need more
+        yes_n[first_task], no_n[first_task] = cy[hit], cn[hit]
+        dec = np.full(n_tasks, _NEED_MORE, dtype=np.int8)
+        dec[first_task] = pcode[hit]
 
-        yes_n, no_n = stop_y, stop_n
         conf = np.full(n_tasks, np.nan)
         need = np.zeros(n_tasks)
-        small = (yes_n < m) & (no_n < m) & ~init
-        conf[small] = conf_grid[task_syn[small], yes_n[small], no_n[small]]
-        need[small] = need_grid[task_syn[small], yes_n[small], no_n[small]]
-        # initial tasks: judged on all their votes with the table (may exceed the grid)
-        for i in np.flatnonzero(init | (~small & has_table[task_syn])).tolist():
-            tab = tables.get(syn_keys[task_syn[i]])
-            if tab is None:
-                continue
+        grid_ok = has_table[task_syn] & (yes_n + no_n < m)
+        conf[grid_ok] = conf_grid[task_syn[grid_ok], yes_n[grid_ok], no_n[grid_ok]]
+        need[grid_ok] = need_grid[task_syn[grid_ok], yes_n[grid_ok], no_n[grid_ok]]
+        for i in np.flatnonzero(has_table[task_syn] & ~grid_ok).tolist():  # stopped past the cap
+            tab = tables[syn_keys[task_syn[i]]]
             y, n = int(yes_n[i]), int(no_n[i])
             conf[i] = tab.confidence(y, n)
-            d = tab.decide(y, n)
-            dec[i] = _CODE[d]
-            need[i] = tab.need_score(y, n) if d is Decision.NEED_MORE else 0.0
+            dec[i] = _CODE[tab.decide(y, n)]
         untabled_task = ~has_table[task_syn]
         need[untabled_task] = np.maximum(self.initial_votes - n_total[untabled_task], 0).astype(float)
 

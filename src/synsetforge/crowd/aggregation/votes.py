@@ -18,6 +18,15 @@ from synsetforge.errors import InputError
 COLUMNS = ("task", "worker", "label")
 
 
+def _is_missing(x: Any) -> bool:
+    if x is None or type(x).__name__ in ("NAType", "NaTType"):
+        return True
+    try:
+        return bool(x != x)
+    except TypeError:
+        return False
+
+
 def _as_column(values: Any, name: str) -> np.ndarray:
     """A 1-d numpy array for one column, rejecting missing values (None / NaN) with a clear message."""
     if hasattr(values, "to_numpy"):  # pandas Series / Index without importing pandas
@@ -28,7 +37,10 @@ def _as_column(values: Any, name: str) -> np.ndarray:
     if arr.dtype.kind == "f":
         missing = np.isnan(arr)
     elif arr.dtype.kind == "O":
-        missing = np.asarray(arr != arr, dtype=bool) | np.asarray(arr == None, dtype=bool)  # noqa: E711
+        try:
+            missing = np.asarray(arr != arr, dtype=bool) | np.asarray(arr == None, dtype=bool)  # noqa: E711
+        except TypeError:  # pandas.NA refuses to be a bool: check one by one
+            missing = np.fromiter((_is_missing(x) for x in arr.tolist()), dtype=bool, count=arr.shape[0])
     else:
         missing = np.zeros(arr.shape, dtype=bool)
     if missing.any():
@@ -37,13 +49,70 @@ def _as_column(values: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _is_series(values: Any) -> bool:
+    return hasattr(values, "factorize") and hasattr(values, "to_numpy") and hasattr(values, "__len__")
+
+
+def _keys_and_codes(values: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Factorize one key column; a pandas Series uses its own hash-based `factorize` (no pandas import:
+    duck typing), which avoids materialising a million Python strings."""
+    if _is_series(values):
+        try:
+            codes, uniques = values.factorize(sort=True)
+        except TypeError as exc:
+            raise InputError(f"votes column {name!r} mixes values that cannot be compared ({exc})") from None
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.shape[0] and codes.min() < 0:
+            row = int(np.flatnonzero(codes < 0)[0])
+            raise InputError(f"votes column {name!r} has a missing value (None/NaN) at row {row}")
+        keys = uniques.to_numpy() if hasattr(uniques, "to_numpy") else np.asarray(uniques)
+        return np.asarray(keys), codes
+    return _factorize(_as_column(values, name), name)
+
+
 def _factorize(arr: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique keys and each row's int code; mixed, unorderable key types are an input error."""
+    """Sorted unique keys and each row's int code; mixed, unorderable key types are an input error.
+
+    Integer keys in a compact range (the usual ids) take an O(n) bincount path instead of a sort.
+    """
+    if (arr.dtype.kind in "ib" or (arr.dtype.kind == "u" and arr.dtype.itemsize < 8)) and arr.shape[0] > 0:
+        as_int = arr.astype(np.int64, copy=False)
+        lo, hi = int(as_int.min()), int(as_int.max())
+        if hi - lo <= 4 * arr.shape[0] + 1024:
+            present = np.bincount(as_int - lo, minlength=hi - lo + 1) > 0
+            code_of = np.cumsum(present) - 1
+            keys = (np.flatnonzero(present) + lo).astype(arr.dtype, copy=False)
+            return keys, code_of[as_int - lo].astype(np.int64, copy=False)
+    if arr.dtype.kind in "OUS":
+        return _factorize_hashable(arr, name)
     try:
         keys, codes = np.unique(arr, return_inverse=True)
     except TypeError as exc:
         raise InputError(f"votes column {name!r} mixes values that cannot be compared ({exc})") from None
     return keys, codes.reshape(-1).astype(np.int64, copy=False)
+
+
+def _factorize_hashable(arr: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Strings / Python objects: codes by a dict in one pass, then only the distinct keys are sorted.
+
+    np.unique would sort all n Python objects (several times slower for 1M string ids).
+    """
+    index: dict[Any, int] = {}
+    setdefault = index.setdefault
+    first = np.fromiter((setdefault(x, len(index)) for x in arr.tolist()), dtype=np.int64, count=arr.shape[0])
+    distinct = list(index)
+    try:
+        order = sorted(range(len(distinct)), key=distinct.__getitem__)
+    except TypeError as exc:
+        raise InputError(f"votes column {name!r} mixes values that cannot be compared ({exc})") from None
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    if arr.dtype.kind == "O":
+        keys = np.empty(len(order), dtype=object)
+        keys[:] = [distinct[i] for i in order]
+    else:
+        keys = np.asarray([distinct[i] for i in order], dtype=arr.dtype)
+    return keys, rank[first]
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,18 +156,18 @@ class Votes:
         binary); any vote whose label is not in it is an input error. Without it the set is what occurs,
         except that boolean columns always get `[False, True]`.
         """
-        t = _as_column(task, "task")
-        w = _as_column(worker, "worker")
         lab = _as_column(label, "label")
-        if not (t.shape[0] == w.shape[0] == lab.shape[0]):
+        task = task if _is_series(task) else _as_column(task, "task")
+        worker = worker if _is_series(worker) else _as_column(worker, "worker")
+        n_task, n_worker = len(task), len(worker)
+        if not (n_task == n_worker == lab.shape[0]):
             raise InputError(
-                f"votes columns differ in length: task={t.shape[0]}, worker={w.shape[0]}, "
-                f"label={lab.shape[0]}"
+                f"votes columns differ in length: task={n_task}, worker={n_worker}, label={lab.shape[0]}"
             )
-        if t.shape[0] == 0:
+        if n_task == 0:
             raise InputError("no votes: the votes table is empty")
-        tasks, tcodes = _factorize(t, "task")
-        workers, wcodes = _factorize(w, "worker")
+        tasks, tcodes = _keys_and_codes(task, "task")
+        workers, wcodes = _keys_and_codes(worker, "worker")
         if label_values is None and lab.dtype.kind == "b":
             label_values = [False, True]
         if label_values is None:
@@ -113,7 +182,7 @@ class Votes:
             index = {v: i for i, v in enumerate(values.tolist())}
             mapped = [index.get(v, -1) for v in seen.tolist()]
             if min(mapped) < 0:
-                bad = seen[mapped.index(-1)]
+                bad = seen.tolist()[mapped.index(-1)]
                 raise InputError(f"unknown label value {bad!r}; expected one of {values.tolist()}")
             lcodes = np.asarray(mapped, dtype=np.int64)[inverse]
         return cls(tcodes, wcodes, lcodes, tasks, workers, values)
