@@ -103,16 +103,17 @@ def test_class_list_load(tmp_path: Path) -> None:
     assert "synsets" in proc.stdout
 
 
+@pytest.mark.slow
 def test_demo_builds_the_plane_figure_project(tmp_path: Path) -> None:
-    proc = run("demo", str(tmp_path / "demo"))
+    proc = run("demo", str(tmp_path / "demo"), "--per-synset", "40", "--crowd-seconds", "30")
     assert proc.returncode == 0, proc.stderr
-    assert "plane figure" in proc.stdout and "n13863186" in proc.stdout
-    assert "triangle" in proc.stdout
-    assert "search queries" in proc.stdout
+    out = proc.stdout
+    assert "plane figure" in out and "n13863186" in out and "triangle" in out
+    assert "search queries" in out
+    assert "collection summary" in out and "precision vs ground truth" in out
+    assert "release v1" in out and "classical baseline scores" in out
     assert (tmp_path / "demo" / "synsetforge.toml").exists()
-    # rerunning rebuilds the same project
-    again = run("demo", str(tmp_path / "demo"))
-    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "demo" / "release-v1" / "report.html").exists()
 
 
 def test_demo_refuses_a_folder_that_is_not_a_project(tmp_path: Path) -> None:

@@ -15,11 +15,18 @@ from rich.console import Console
 from rich.table import Table
 
 from synsetforge import __version__
+from synsetforge.baselines.cli import baseline_app
+from synsetforge.benchmark.challenge_cli import challenge_app, submit_command, worker_command
 from synsetforge.benchmark.cli import app as benchmark_app
 from synsetforge.candidates.cli import app as candidates_app
 from synsetforge.candidates.cli import collect_command
+from synsetforge.crowd.cli import admin_app, serve, workers_app
+from synsetforge.crowd.aggregation.cli import simulate as simulate_offline
+from synsetforge.crowd.aggregation.cli import votes as aggregate_votes
+from synsetforge.crowd.cli import app as crowd_app
 from synsetforge.errors import SynsetforgeError
 from synsetforge.hierarchy.cli import app as taxonomy_app
+from synsetforge.releases.cli import app as release_app
 from synsetforge.store.project import PROJECT_ENV, Project
 
 app = typer.Typer(
@@ -40,6 +47,17 @@ app.add_typer(synsets_app, name="synsets")
 app.add_typer(classes_app, name="classes")
 app.add_typer(candidates_app, name="candidates")
 app.add_typer(benchmark_app, name="benchmark")
+crowd_app.command("simulate-offline")(simulate_offline)
+crowd_app.command("votes")(aggregate_votes)
+app.add_typer(crowd_app, name="crowd")
+app.add_typer(workers_app, name="workers")
+app.add_typer(admin_app, name="admin")
+app.command()(serve)
+app.add_typer(release_app, name="release")
+app.add_typer(challenge_app, name="challenge")
+app.command("submit")(submit_command)
+app.command("worker")(worker_command)
+app.add_typer(baseline_app, name="baseline")
 app.command("collect")(collect_command)
 
 console = Console(highlight=False)
@@ -170,11 +188,13 @@ def classes_load(
 def demo(
     directory: Annotated[Path, typer.Argument(help="Folder for the demo project.")] = Path("demo-project"),
     fresh: Annotated[bool, typer.Option(help="Delete the folder first if it is a project.")] = True,
+    per_synset: Annotated[int, typer.Option(help="Synthetic candidates per figure.")] = 150,
+    crowd_seconds: Annotated[float, typer.Option(help="Time limit of the simulated crowd (s).")] = 90.0,
 ) -> None:
     """Build the demo project for the `plane figure` subtree and show what each stage made."""
     from synsetforge.demo import run_demo
 
-    run_demo(directory, fresh=fresh, console=console)
+    run_demo(directory, fresh=fresh, console=console, per_synset=per_synset, crowd_seconds=crowd_seconds)
 
 
 def main() -> None:

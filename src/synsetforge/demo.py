@@ -16,6 +16,9 @@ from synsetforge.errors import InputError
 from synsetforge.store.project import CONFIG_NAME, Project
 
 PLANE_FIGURE = "n13863186"
+DEMO_SYNSETS = 6  # drawable figures collected and verified
+DEMO_PER_SYNSET = 150  # synthetic candidates per figure
+DEMO_CROWD_SECONDS = 90.0
 
 
 def _prepare_folder(root: Path, fresh: bool) -> None:
@@ -32,7 +35,14 @@ def _prepare_folder(root: Path, fresh: bool) -> None:
         )
 
 
-def run_demo(directory: Path, *, fresh: bool = True, console: Console | None = None) -> Project:
+def run_demo(
+    directory: Path,
+    *,
+    fresh: bool = True,
+    console: Console | None = None,
+    per_synset: int = DEMO_PER_SYNSET,
+    crowd_seconds: float = DEMO_CROWD_SECONDS,
+) -> Project:
     """Create the demo project in `directory` and print what each stage built."""
     from synsetforge.hierarchy.cli import render_tree
 
@@ -63,12 +73,56 @@ def run_demo(directory: Path, *, fresh: bool = True, console: Console | None = N
     total = sum(len(h.expand(s)) for s in subtree)
     console.print(f"{total} search queries for the {len(subtree)} synsets of the subtree")
 
+    _pipeline(project, console, leaves, per_synset, crowd_seconds)
+
     console.rule("[bold]Where to look[/]")
     console.print(f"project     {project.root}")
     console.print(f"config      {project.root / CONFIG_NAME}")
     console.print(
         f"database    {project.root / 'project.db'} (SQLite, WAL), schema revision {project.revision}"
     )
+    console.print(f"blobs       {project.blobs.root}")
+    console.print(f"release     {project.root / 'release-v1'} (report.html, datasheet)")
     console.print(f"next        .venv/bin/synsetforge info -p {directory}")
-    console.print("            .venv/bin/synsetforge taxonomy tree n13863186 --depth 3")
+    console.print(f"            .venv/bin/synsetforge candidates stats -p {directory}")
+    console.print(f"            .venv/bin/synsetforge admin token -p {directory}   # then")
+    console.print(f"            .venv/bin/synsetforge serve -p {directory}   # http://127.0.0.1:8000/admin")
     return project
+
+
+def _pipeline(
+    project: Project, console: Console, leaves: list[str], per_synset: int, crowd_seconds: float
+) -> None:
+    """Stages 2-6 on a few drawable figures: collect, verify, release, benchmark."""
+    from synsetforge.benchmark.demo import run_benchmark_demo
+    from synsetforge.candidates.cli import print_summary
+    from synsetforge.candidates.collect import CollectOptions, collect
+    from synsetforge.candidates.process import ImagePolicy
+    from synsetforge.candidates.sources.synthetic import SyntheticSource
+    from synsetforge.crowd.demo import run_crowd_demo
+    from synsetforge.releases import create_release
+    from synsetforge.releases.exports import export_release
+    from synsetforge.releases.report import write_report
+
+    source = SyntheticSource(seed=0, precision=0.4)
+    figures = [s for s in leaves if source.supports(s)][:DEMO_SYNSETS]
+    console.rule(f"[bold]2. Candidates[/]: synthetic search engine (40% precision), {len(figures)} figures")
+    options = CollectOptions(
+        per_synset=per_synset, workers=2, image_policy=ImagePolicy(resize="longer", size=256)
+    )
+    summary = collect(project, source, figures, options, kind="synthetic")
+    print_summary(summary, console)
+
+    run_crowd_demo(project, console, max_seconds=crowd_seconds)
+
+    console.rule("[bold]5. Release[/]: immutable snapshot with splits")
+    release = create_release(project, "v1", min_images=1)
+    console.print(
+        f"release v1: {release.stats.get('images', '?')} images; manifest {release.manifest_sha256}"
+    )
+    out = project.root / "release-v1"
+    json_path, html_path = write_report(project, release, out)
+    export_release(project, "v1", "datasheet", out / "datasheet", force=True)
+    console.print(f"report: {html_path}  statistics: {json_path}")
+
+    run_benchmark_demo(project, "v1", console)

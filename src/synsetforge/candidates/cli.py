@@ -115,6 +115,15 @@ def collect_command(
     robots: Annotated[
         bool, typer.Option(help="Honour X-Robots-Tag noai/noimageai/noindex/noimageindex opt-outs.")
     ] = True,
+    max_in_flight: Annotated[
+        int, typer.Option(min=1, help="Downloads in progress at once, all hosts together.")
+    ] = FetchPolicy.max_in_flight,
+    per_domain_concurrency: Annotated[
+        int, typer.Option(min=1, help="Downloads in progress at once from one host.")
+    ] = FetchPolicy.per_domain_concurrency,
+    per_domain_rate: Annotated[
+        float, typer.Option(min=0.0, help="Requests per second to one host; 0: no limit (a local mirror).")
+    ] = FetchPolicy.per_domain_rate,
     project: ProjectOpt = None,
 ) -> None:
     """Collect candidate images: register, download, validate, resize, hash, deduplicate and store."""
@@ -139,6 +148,10 @@ def collect_command(
             respect_robots_tags=robots,
             allow_files=local,
             file_roots=(path.resolve(),) if local and path else (),
+            max_in_flight=max_in_flight,
+            max_connections=max(FetchPolicy.max_connections, max_in_flight),
+            per_domain_concurrency=per_domain_concurrency,
+            per_domain_rate=per_domain_rate,
         )
         options = CollectOptions(
             per_synset=per_synset,

@@ -15,8 +15,11 @@ Shaped like img2dataset's reader -> downloader -> resizer -> writer, with the pr
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import queue
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -58,6 +61,7 @@ class CollectOptions:
     batch_size: int = 256
     chunk_size: int = 16
     page_size: int = 2000
+    background_writer: bool = True  # blob files and database rows written by a thread of their own
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -173,31 +177,23 @@ def register_refs(project: Project, source_id: int, refs: Iterable[CandidateRef]
         with project.session() as s:
             insert_ignore(s, schema.Candidate.__table__, rows, ["source_id", "synset_id", "key"])  # type: ignore[arg-type]
             if known:
-                ids = dict(
-                    s.execute(
-                        select(schema.Candidate.key, schema.Candidate.id).where(
-                            schema.Candidate.source_id == source_id,
-                            or_(
-                                *[
-                                    and_(
-                                        schema.Candidate.synset_id == r.synset_id,
-                                        schema.Candidate.key == r.key,
-                                    )
-                                    for r in known
-                                ]
-                            ),
-                        )
-                    ).all()
-                )
+                c = schema.Candidate
+                keys = sorted({r.key for r in known})
+                ids = {
+                    (sid, key): cid
+                    for sid, key, cid in s.execute(
+                        select(c.synset_id, c.key, c.id).where(c.source_id == source_id, c.key.in_(keys))
+                    )
+                }
                 truth = [
                     {
-                        "candidate_id": ids[r.key],
+                        "candidate_id": ids[(r.synset_id, r.key)],
                         "positive": _is_positive(project, r),
                         "true_synset": r.truth_synset,
                         "boxes": [[b.xmin, b.ymin, b.xmax, b.ymax] for b in r.boxes],
                     }
                     for r in known
-                    if r.key in ids
+                    if (r.synset_id, r.key) in ids
                 ]
                 insert_ignore(s, schema.GroundTruth.__table__, truth, ["candidate_id"])  # type: ignore[arg-type]
         buf.clear()
@@ -275,13 +271,25 @@ def pending_refs(
 # --- the engine ----------------------------------------------------------------------------------
 
 
+def _forkserver() -> Any:
+    """The forkserver context, started now (it imports the pipeline while the caller does other work).
+
+    forkserver: the downloader runs an event loop in a thread, and forking a threaded process is unsafe. The
+    server imports this module once and every worker forks with it loaded instead of importing it again.
+    """
+    import multiprocessing
+    import multiprocessing.forkserver
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    multiprocessing.forkserver.ensure_running()
+    return ctx
+
+
 def make_executor(options: CollectOptions) -> Executor:
     workers = options.workers or os.cpu_count() or 1
     if options.engine == "process":
-        import multiprocessing
-
-        # forkserver: the downloader runs an event loop in a thread, and forking a threaded process is unsafe
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+        return ProcessPoolExecutor(workers, mp_context=_forkserver())
     if options.engine == "thread":
         return ThreadPoolExecutor(workers)
     if options.engine == "ray":
@@ -305,7 +313,7 @@ class _InlineExecutor(Executor):
 
 _c = schema.Candidate.__table__.c
 _STATUS_UPDATE = (
-    update(schema.Candidate.__table__)
+    update(schema.Candidate.__table__)  # type: ignore[arg-type]
     .where(_c.id == bindparam("b_id"))
     .values(
         status=bindparam("b_status"),
@@ -318,16 +326,76 @@ _STATUS_UPDATE = (
 )
 
 
-class _Writer:
-    """Deduplicates finished images and writes them in batches, one transaction per batch."""
+_Result = tuple[int, str, ProcessedImage | Rejected | Fetched]
 
-    def __init__(self, project: Project, options: CollectOptions, summary: CollectSummary):
+
+class _Writer:
+    """Deduplicates finished images and writes them in batches, one transaction per batch.
+
+    With `background=True` a single writer thread deduplicates and writes each batch (blob files, then one
+    transaction) while the main thread keeps the worker pool fed: blob files and SQLite cost system time
+    that would otherwise stall the pipeline. One thread, batches in order: dedup decisions and the crash
+    guarantees are those of the synchronous writer. At most `_BACKLOG` batches wait, so memory stays flat.
+    """
+
+    _BACKLOG = 2
+
+    def __init__(
+        self, project: Project, options: CollectOptions, summary: CollectSummary, background: bool = False
+    ):
         self.project = project
         self.options = options
         self.summary = summary
         self.index = DuplicateIndex(options.near_distance)
-        self.results: list[tuple[int, str, ProcessedImage | Rejected | Fetched]] = []
+        self.results: list[_Result] = []
+        self.lock = threading.Lock()  # guards `summary` (the main thread counts fetches)
+        self._queue: queue.Queue[list[_Result] | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
         self._load_index()
+        if background:
+            self._queue = queue.Queue(maxsize=self._BACKLOG)
+            self._thread = threading.Thread(target=self._run, name="sf-writer", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if self._error is not None:
+                continue  # drain without writing: the main thread raises at its next call
+            try:
+                self._write(batch)
+            except BaseException as exc:
+                self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Write what is left and wait for the writer thread; re-raises its error, if any."""
+        self.flush()
+        if self._thread is not None:
+            assert self._queue is not None
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._check()
+
+    def abort(self) -> None:
+        """Stop the writer thread after the batch it is writing (the rest stays pending for a rerun)."""
+        if self._thread is not None:
+            assert self._queue is not None
+            self._error = self._error or RuntimeError("collection aborted")
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._queue.get_nowait()
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
     def _load_index(self) -> None:
         """Resume: every canonical image already stored takes part in deduplication."""
@@ -344,9 +412,21 @@ class _Writer:
             self.flush()
 
     def flush(self) -> None:
+        """Hand the collected results over: written now, or queued for the writer thread."""
+        self._check()
         if not self.results:
             return
         batch, self.results = self.results, []
+        if self._queue is None:
+            self._write(batch)
+        else:
+            self._queue.put(batch)
+
+    def _count(self, synset_id: str, key: str) -> None:
+        with self.lock:
+            self.summary.count(synset_id, key)
+
+    def _write(self, batch: list[_Result]) -> None:
         now = schema.utcnow()
         updates: list[dict[str, Any]] = []
         new_images: dict[str, dict[str, Any]] = {}
@@ -354,10 +434,10 @@ class _Writer:
         for cid, synset_id, res in batch:
             if isinstance(res, Fetched):  # download failed
                 updates.append(self._status(cid, "failed", res.reason, res.transient, now))
-                self.summary.count(synset_id, f"failed:{res.reason}")
+                self._count(synset_id, f"failed:{res.reason}")
             elif isinstance(res, Rejected):
                 updates.append(self._status(cid, "rejected", res.reason, False, now))
-                self.summary.count(synset_id, f"rejected:{res.reason}")
+                self._count(synset_id, f"rejected:{res.reason}")
             else:
                 hit = self.index.match(res.sha256, res.phash)
                 if hit is None:
@@ -387,23 +467,23 @@ class _Writer:
             insert_ignore(s, im.__table__, dup_rows, ["sha256"])  # type: ignore[arg-type]
             # an image already holding a finished candidate for the same synset makes this one a duplicate
             image_ids = {ids[sha] for _, _, sha in links}
-            taken = set()
+            taken: set[tuple[int | None, str]] = set()
             if image_ids:
                 c = schema.Candidate
-                taken = set(
-                    s.execute(
-                        select(c.image_id, c.synset_id).where(c.image_id.in_(image_ids), c.status == "stored")
-                    ).all()
+                rows = s.execute(
+                    select(c.image_id, c.synset_id).where(c.image_id.in_(image_ids), c.status == "stored")
                 )
+                taken = {(iid, syn) for iid, syn in rows}
             for cid, synset_id, sha in links:
                 iid = ids[sha]
                 status = "duplicate" if (iid, synset_id) in taken else "stored"
                 taken.add((iid, synset_id))
                 updates.append(self._status(cid, status, None, False, now, image_id=iid))
-                self.summary.count(synset_id, status)
+                self._count(synset_id, status)
             if updates:
                 s.execute(_STATUS_UPDATE, updates)
-        self.summary.processed += len(batch)
+        with self.lock:
+            self.summary.processed += len(batch)
 
     @staticmethod
     def _status(
@@ -451,7 +531,7 @@ def fetch_stream(
         for ref in refs:
             yield ref, None
         return
-    for fetched in Downloader(policy).iter_sync(refs):
+    for fetched in Downloader(policy).iter_sync(refs, ordered=True):  # input order: deterministic dedup
         yield fetched.ref, fetched
 
 
@@ -468,7 +548,7 @@ def run_pipeline(
     if first is None:
         return  # nothing to do: don't start a worker pool
     stream = itertools.chain([first], stream)
-    writer = _Writer(project, options, summary)
+    writer = _Writer(project, options, summary, background=options.background_writer)
     synset_of: dict[int, str] = {}
     chunk: list[tuple[int, str, bytes | None]] = []
     in_flight: deque[Future[list[tuple[int, ProcessedImage | Rejected]]]] = deque()
@@ -485,24 +565,29 @@ def run_pipeline(
             if progress:
                 progress(done, total)
 
-    with make_executor(options) as pool:
-        for ref, fetched in stream:
-            cid = int(ref.extra["candidate_id"])
-            if fetched is not None and fetched.data is None:
-                writer.add(cid, ref.synset_id, fetched)
-                done += 1
-                continue
-            summary.count(ref.synset_id, "fetched")
-            synset_of[cid] = ref.synset_id
-            chunk.append((cid, ref.url, None if fetched is None else fetched.data))
-            if len(chunk) >= options.chunk_size:
+    try:
+        with make_executor(options) as pool:
+            for ref, fetched in stream:
+                cid = int(ref.extra["candidate_id"])
+                if fetched is not None and fetched.data is None:
+                    writer.add(cid, ref.synset_id, fetched)
+                    done += 1
+                    continue
+                with writer.lock:
+                    summary.count(ref.synset_id, "fetched")
+                synset_of[cid] = ref.synset_id
+                chunk.append((cid, ref.url, None if fetched is None else fetched.data))
+                if len(chunk) >= options.chunk_size:
+                    in_flight.append(pool.submit(process_chunk, chunk, options.image_policy))
+                    chunk = []
+                    drain(max_in_flight)
+            if chunk:
                 in_flight.append(pool.submit(process_chunk, chunk, options.image_policy))
-                chunk = []
-                drain(max_in_flight)
-        if chunk:
-            in_flight.append(pool.submit(process_chunk, chunk, options.image_policy))
-        drain(0)
-    writer.flush()
+            drain(0)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
     if progress:
         progress(done, total)
 
@@ -530,6 +615,8 @@ def collect(
         raise InputError(
             f"{len(unknown)} synsets are not in the project (first: {unknown[0]}); add them with `synsetforge synsets add`"
         )
+    if options.engine == "process":
+        _forkserver()  # starts importing in its own process while the refs are registered
     source_id = source_row(project, kind or getattr(source, "kind", source.name), source.name)
     if not options.retry_failed:
         summary.registered = register_refs(

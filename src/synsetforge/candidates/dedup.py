@@ -5,7 +5,7 @@ chunks, each with its own dict from chunk value to entries. If two hashes differ
 pigeonhole at least one chunk differs in at most ``r = k // m`` bits, so probing every chunk value within
 ``r`` bits of the query's finds every match; candidates are then verified with a popcount. `m` is chosen from
 a cost model (probes plus expected verifications of random hashes) for the current size, and the index
-rebuilds itself with a better `m` as it grows 4x, so the cost per query stays sub-linear (about
+rebuilds itself with a better `m` each time it doubles, so the cost per query stays sub-linear (about
 ``n ** H(k/64)`` for the binary entropy H) and loading n hashes is sub-quadratic.
 
 Not thread-safe: guard an index shared between threads with a lock.
@@ -20,6 +20,7 @@ from itertools import combinations
 
 from synsetforge.candidates.phash import HASH_BITS
 
+MAX_PROBES = 100_000  # per query; layouts needing more are refused (they would be slower than a scan)
 DEFAULT_MAX_DISTANCE = 8  # bits out of 64; pHash of a re-encoded/resized copy is usually within 0..6
 
 
@@ -52,11 +53,18 @@ def _masks(width: int, radius: int) -> list[int]:
     return masks
 
 
+def _probes(m: int, k: int) -> int:
+    """Dict lookups per query with `m` chunks: every value within k // m bits of each chunk."""
+    return sum(_count(width, k // m) for _, width in _chunk_layout(m))
+
+
+def _count(width: int, radius: int) -> int:
+    return sum(math.comb(width, i) for i in range(min(radius, width) + 1))
+
+
 def _cost(m: int, k: int, n: int) -> float:
     """Expected work of one query with `m` chunks among `n` random hashes: probes + verifications."""
-    r = k // m
-    probes = sum(math.comb(HASH_BITS // m, i) for i in range(min(r, HASH_BITS // m) + 1)) * m
-    return probes * (1.0 + n / 2.0 ** (HASH_BITS // m))
+    return _probes(m, k) * (1.0 + n / 2.0 ** (HASH_BITS // m))
 
 
 def choose_chunks(k: int, n: int) -> int:
@@ -73,7 +81,7 @@ class DuplicateIndex:
     """Finds, for an incoming image, an already indexed image with the same bytes or a pHash within `k` bits.
 
     `find` checks the SHA-256 first, then returns the nearest near-duplicate (ties: the earliest added).
-    `comparisons` counts the popcount verifications done, for tests and tuning. `chunks` fixes the number
+    `comparisons` and `probes` count the popcount verifications and table lookups, for tests and tuning. `chunks` fixes the number
     of chunks (default: chosen and adapted automatically).
     """
 
@@ -82,13 +90,18 @@ class DuplicateIndex:
             raise ValueError(f"max distance k must be in 0..{HASH_BITS - 1}, got {k}")
         if chunks is not None and not 1 <= chunks <= HASH_BITS:
             raise ValueError(f"chunks must be in 1..{HASH_BITS}, got {chunks}")
+        if chunks is not None and _probes(chunks, k) > MAX_PROBES:
+            raise ValueError(
+                f"{chunks} chunks for k={k} need {_probes(chunks, k)} probes per query; use more"
+            )
         self.k = k
         self._fixed_chunks = chunks
         self._by_sha: dict[str, Hashable] = {}
         self._ids: list[Hashable] = []
         self._hashes: list[int] = []
-        self.comparisons = 0
-        self._build(chunks if chunks is not None else choose_chunks(k, 4 * 1024), capacity=1024)
+        self.comparisons = 0  # popcount verifications done by queries
+        self.probes = 0  # chunk-table lookups done by queries
+        self._build(chunks if chunks is not None else choose_chunks(k, 1536), capacity=1024)
 
     # ------------------------------------------------------------------ building
     def _build(self, m: int, capacity: int) -> None:
@@ -111,9 +124,9 @@ class DuplicateIndex:
                 bucket.append(pos)
 
     def _maybe_grow(self) -> None:
-        if self._fixed_chunks is None and len(self._hashes) > 4 * self._capacity:
-            capacity = 4 * self._capacity
-            m = choose_chunks(self.k, 4 * capacity)  # sized for the largest it gets before the next check
+        if self._fixed_chunks is None and len(self._hashes) > 2 * self._capacity:
+            capacity = 2 * self._capacity
+            m = choose_chunks(self.k, capacity * 3 // 2)  # sized for the middle of [capacity, 2 * capacity]
             if m != self.chunks:
                 self._build(m, capacity)
             else:
@@ -172,6 +185,7 @@ class DuplicateIndex:
                     if d <= k:
                         found[pos] = d
         self.comparisons += len(checked)
+        self.probes += sum(len(masks) for masks in self._probe_masks)
         return [(self._ids[pos], d) for pos, d in sorted(found.items(), key=lambda item: (item[1], item[0]))]
 
     def match(self, sha256: str | None, phash: int | None) -> DuplicateMatch | None:

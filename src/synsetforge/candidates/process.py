@@ -8,7 +8,8 @@ never raises on bad input, because a crawl sees every kind of broken payload. Re
   this Pillow build does not take),
 * ``decompression_bomb`` (width x height from the header above `max_pixels`, checked before any pixel is
   decoded; Pillow's own bomb error and warning count too), ``corrupt`` (undecodable), ``truncated``,
-* ``too_small`` (shorter side below `min_side`), ``aspect_ratio`` (longer/shorter side above `max_aspect`).
+* ``aspect_ratio`` (longer/shorter side above `max_aspect`), ``too_small`` (shorter side below
+  `min_side`); checked in this order, both from the header.
 
 Speed: baseline RGB/grey JPEGs (almost all of the web) are decoded with simplejpeg (libjpeg-turbo) and,
 when the target size allows, at 1/2, 1/4 or 1/8 scale in the DCT domain, never below the target size;
@@ -256,11 +257,11 @@ def _decode_fast_jpeg(data: bytes, width: int, height: int, need: tuple[int, int
     scale = _draft_scale(width, height, *need)
     try:
         if scale == 1:
-            arr = simplejpeg.decode_jpeg(data, colorspace="RGB")
+            arr = simplejpeg.decode_jpeg(data, colorspace="RGBX")
         else:
             arr = simplejpeg.decode_jpeg(
                 data,
-                colorspace="RGB",
+                colorspace="RGBX",
                 min_width=-(-width // scale),
                 min_height=-(-height // scale),
             )
@@ -268,21 +269,22 @@ def _decode_fast_jpeg(data: bytes, width: int, height: int, need: tuple[int, int
         return None
     if arr.shape[1] < need[0] or arr.shape[0] < need[1]:
         return None
-    return Image.fromarray(arr, "RGB")
+    # RGBX is Pillow's own pixel layout, so the decoded buffer is shared, not copied into a new image.
+    return Image.frombuffer("RGBX", (arr.shape[1], arr.shape[0]), arr, "raw", "RGBX", 0, 1)
 
 
 def _decode(data: bytes, fmt: str, policy: ImagePolicy) -> tuple[Image.Image, str, int, int]:
-    """Validated, upright, RGB, resized image plus (format, oriented original width, height)."""
+    """Validated, upright, RGB(X), resized image plus (format, oriented original width, height)."""
     im = _open(data, fmt, policy)
     width, height = im.size
     if width * height > policy.max_pixels:
         raise _Reject(
             "decompression_bomb", f"{width}x{height} = {width * height} pixels > {policy.max_pixels}"
         )
-    if min(width, height) < policy.min_side:
-        raise _Reject("too_small", f"{width}x{height}, shorter side < {policy.min_side}")
     if max(width, height) > policy.max_aspect * min(width, height):
         raise _Reject("aspect_ratio", f"{width}x{height}, aspect > {policy.max_aspect:g}")
+    if min(width, height) < policy.min_side:
+        raise _Reject("too_small", f"{width}x{height}, shorter side < {policy.min_side}")
     real_format = im.format or fmt
     is_jpeg = real_format in ("JPEG", "MPO")
     orientation = _orientation(im) if is_jpeg else 1
@@ -325,8 +327,12 @@ def _decode(data: bytes, fmt: str, policy: ImagePolicy) -> tuple[Image.Image, st
 
 
 def encode_jpeg(image: Image.Image, quality: int) -> bytes:
-    """RGB image -> baseline JPEG, 4:2:0, via libjpeg-turbo."""
-    return bytes(simplejpeg.encode_jpeg(np.asarray(image), quality=quality, colorsubsampling="420"))
+    """RGB or RGBX image -> baseline JPEG, 4:2:0, via libjpeg-turbo."""
+    return bytes(
+        simplejpeg.encode_jpeg(
+            np.asarray(image), quality=quality, colorspace=image.mode, colorsubsampling="420"
+        )
+    )
 
 
 def process_image(data: bytes, policy: ImagePolicy | None = None) -> ProcessedImage | Rejected:

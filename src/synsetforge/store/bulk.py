@@ -14,7 +14,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
-def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
+def insert_ignore(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> None:
     """Insert `rows`, silently skipping those that collide on the unique columns `keys`."""
     if not rows:
         return

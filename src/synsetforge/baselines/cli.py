@@ -1,0 +1,82 @@
+"""`synsetforge baseline ...`: reference entries for a challenge.
+
+Register in the top-level app with `app.add_typer(baseline_app, name="baseline")`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from synsetforge.store.project import PROJECT_ENV, Project
+
+console = Console(highlight=False)
+baseline_app = typer.Typer(
+    help="Reference entries: train, write a valid submission, submit it.", no_args_is_help=True
+)
+
+ProjectOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--project",
+        "-p",
+        envvar=PROJECT_ENV,
+        help="Project folder (default: the nearest folder with synsetforge.toml, here or above).",
+    ),
+]
+
+
+class FileFormat(StrEnum):
+    ilsvrc = "ilsvrc"
+    kaggle = "kaggle"
+
+
+@baseline_app.command("classical")
+def classical_command(
+    release: Annotated[str, typer.Option("--release", help="Release to train on (its train split).")],
+    challenge: Annotated[str, typer.Option("--challenge", help="Challenge to write the submission for.")],
+    per_class: Annotated[int, typer.Option("--per-class", help="Train images per class, at most.")] = 100,
+    size: Annotated[int, typer.Option("--size", help="Images are resized to SIZE x SIZE pixels.")] = 64,
+    c: Annotated[float, typer.Option("--c", help="SVM regularisation C.")] = 0.01,
+    file_format: Annotated[
+        FileFormat, typer.Option("--format", help="Submission file format.")
+    ] = FileFormat.ilsvrc,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the submission here.")
+    ] = None,
+    submit: Annotated[
+        bool, typer.Option("--submit/--no-submit", help="Queue it as team 'classical-baseline'.")
+    ] = True,
+    team: Annotated[
+        str, typer.Option("--team", help="Team to submit as (created if missing).")
+    ] = "classical-baseline",
+    project: ProjectOpt = None,
+) -> None:
+    """HOG + colour histograms with a linear SVM, trained on the train split (2010-2011 style)."""
+    from synsetforge.baselines.classical import run_classical_baseline
+
+    with Project.open(project) as p:
+        result = run_classical_baseline(
+            p,
+            challenge,
+            release=release,
+            per_class=per_class,
+            size=size,
+            c=c,
+            file_format=file_format.value,
+            submit_as=(team, "hog-colour-linear-svm") if submit else None,
+            log=lambda msg: console.print(msg, markup=False),
+        )
+        if not result.converged:
+            console.print("note: the SVM solver stopped at its iteration limit (try a smaller --c)")
+        if output is not None:
+            output.write_bytes(result.file)
+            console.print(f"wrote {output} ({len(result.file):,} bytes, {result.format} format)")
+        if result.submission_id is None and output is None:
+            console.print("nothing written: pass --output FILE or --submit")
+        elif result.submission_id is not None:
+            console.print("run `synsetforge worker --once` to score it")

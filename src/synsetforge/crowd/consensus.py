@@ -1,0 +1,581 @@
+"""The live decision state of each synset: who still needs votes, and the decision once enough came in.
+
+Dynamic consensus (SPEC §3) run against the store instead of in memory: per synset a random *initial subset*
+gets `initial_votes` votes per image; from those votes the aggregation helper's `DynamicConsensus.build_table`
+builds the confidence table P(good | yes, no); every other image then gets one vote at a time until the table
+accepts, rejects, or the vote cap leaves it undecided. Nothing here is kept only in memory: the state is
+recomputed from `candidates` and `votes` (the table is cached per process under a fingerprint of the votes it
+was built from), so several server processes, restarts and the batch `crowd aggregate` all agree.
+
+Weights: a vote counts as `votes.weight` of a vote (blocked workers' votes get 0 or the down-weight); counts
+are rounded to whole votes to look up the table. Only full-weight votes (weight >= 1) shape a table.
+The initial subset is chosen by hashing candidate ids, so it needs no stored state and stays put when
+candidates are added (an image is initial if its hash falls below `initial_fraction`; small synsets are
+topped up with the lowest hashes to `initial_min` images), and it grows while its votes show too few good
+or bad images to fit a table (`choose_initial`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Table, bindparam, case, func, select, update
+from sqlalchemy.orm import Session
+
+from synsetforge.crowd.aggregation import ConfidenceTable, Decision
+from synsetforge.crowd.settings import CrowdSettings
+from synsetforge.store import schema
+
+ACCEPTED, REJECTED, UNDECIDED = "accepted", "rejected", "undecided"
+_DECISION_VALUE = {Decision.ACCEPT: ACCEPTED, Decision.REJECT: REJECTED, Decision.UNDECIDED: UNDECIDED}
+_MASK64 = (1 << 64) - 1
+
+
+def unit_hash(candidate_id: int) -> float:
+    """A fixed pseudo-random number in [0, 1) per candidate id (splitmix64 finaliser)."""
+    z = (candidate_id * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    z ^= z >> 31
+    return z / 2.0**64
+
+
+_RANKED: dict[tuple[int, int, int], list[tuple[float, int]]] = {}
+_RANKED_LOCK = threading.Lock()
+
+
+def hash_ranked(candidate_ids: Iterable[int]) -> list[tuple[float, int]]:
+    """(unit_hash, id) sorted: the order in which images join the initial subset. Cached per id set."""
+    ids = list(candidate_ids)
+    key = (len(ids), sum(ids), sum(i * i for i in ids) & _MASK64)
+    with _RANKED_LOCK:
+        hit = _RANKED.get(key)
+    if hit is None:
+        hit = sorted((unit_hash(c), c) for c in ids)
+        with _RANKED_LOCK:
+            if len(_RANKED) > 256:
+                _RANKED.clear()
+            _RANKED[key] = hit
+    return hit
+
+
+def initial_subset(candidate_ids: Iterable[int], settings: CrowdSettings) -> frozenset[int]:
+    """The synset's base initial images (see the module docstring), before any growth."""
+    ranked = hash_ranked(candidate_ids)
+    return frozenset(c for _, c in ranked[: _base_size(ranked, settings)])
+
+
+def _base_size(ranked: list[tuple[float, int]], settings: CrowdSettings) -> int:
+    below = bisect.bisect_left(ranked, (settings.initial_fraction, -1))
+    return min(len(ranked), max(below, settings.initial_min))
+
+
+def choose_initial(
+    stats: dict[int, ImageStats], settings: CrowdSettings, all_ids: Iterable[int] | None = None
+) -> frozenset[int]:
+    """The initial subset, grown while its finished images cannot identify the table.
+
+    A table needs both kinds of image: with (almost) no good image in the subset, P(yes | good) is not
+    identifiable and the fitted table is arbitrary (seen in simulation: 20 initial images of a synset whose
+    candidates are 20% good held no good one, and the table then accepted bad images). So once every
+    initial image has its votes, the subset grows by `initial_min` images (next in hash order) until at least
+    `initial_each` images have a yes-majority and as many a no-majority, or it reaches `initial_max` images.
+    """
+    ranked = hash_ranked(stats if all_ids is None else all_ids)
+    k = _base_size(ranked, settings)
+    cap = min(len(ranked), max(settings.initial_max, k))
+    while True:
+        chosen = [c for _, c in ranked[:k]]
+        done = [stats[c] for c in chosen if stats[c].n_full >= settings.initial_votes]
+        if len(done) < len(chosen) or k >= cap:
+            return frozenset(chosen)
+        good = sum(st.yes_w > st.no_w for st in done)
+        bad = sum(st.no_w > st.yes_w for st in done)
+        if good >= settings.initial_each and bad >= settings.initial_each:
+            return frozenset(chosen)
+        k = min(cap, k + settings.initial_min)
+
+
+def playable(synset_id: str | None = None) -> Any:
+    """SQL condition: a candidate that can be voted on (stored image, not a gold item)."""
+    cond = (
+        (schema.Candidate.status == "stored")
+        & schema.Candidate.image_id.is_not(None)
+        & schema.Candidate.id.not_in(select(schema.Gold.candidate_id))
+    )
+    if synset_id is not None:
+        cond = cond & (schema.Candidate.synset_id == synset_id)
+    return cond
+
+
+@dataclass(slots=True)
+class ImageStats:
+    """One candidate's votes: full-weight count, counted (weight > 0) count and weighted yes/no sums."""
+
+    candidate_id: int
+    decision: str | None
+    confidence: float | None
+    n_full: int = 0
+    n_counted: int = 0
+    yes_w: float = 0.0
+    no_w: float = 0.0
+    id_sum: int = 0  # sum of full-weight vote ids: part of the table fingerprint
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(yes, no) rounded to whole votes, for the confidence table."""
+        return math.floor(self.yes_w + 0.5), math.floor(self.no_w + 0.5)
+
+
+class TableCache:
+    """Confidence tables per synset, rebuilt only when the initial images' votes change. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tables: dict[str, tuple[Any, ConfidenceTable]] = {}
+
+    def get(self, synset_id: str, fingerprint: Any) -> ConfidenceTable | None:
+        with self._lock:
+            hit = self._tables.get(synset_id)
+        return hit[1] if hit is not None and hit[0] == fingerprint else None
+
+    def put(self, synset_id: str, fingerprint: Any, table: ConfidenceTable) -> None:
+        with self._lock:
+            self._tables[synset_id] = (fingerprint, table)
+
+    def peek(self, synset_id: str) -> ConfidenceTable | None:
+        """The last table built for the synset, whatever its fingerprint (for ordering synsets only)."""
+        with self._lock:
+            hit = self._tables.get(synset_id)
+        return hit[1] if hit is not None else None
+
+
+class StateCache:
+    """Recently loaded synset states, reused for a few seconds to *rank* candidates for assignment.
+
+    Only the ranking uses them: the candidates actually handed out are re-read fresh (votes, decision,
+    open tasks) in the assigning transaction, so a stale entry can at worst order candidates a little
+    differently; it never over-assigns. Thread-safe; entries are read-only once stored.
+    """
+
+    def __init__(self, ttl_s: float = 2.0) -> None:
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._states: dict[str, tuple[float, SynsetState]] = {}
+
+    def get(self, synset_id: str) -> SynsetState | None:
+        with self._lock:
+            hit = self._states.get(synset_id)
+        if hit is None or time.monotonic() - hit[0] > self.ttl_s:
+            return None
+        return hit[1]
+
+    def put(self, state: SynsetState) -> None:
+        with self._lock:
+            self._states[state.synset_id] = (time.monotonic(), state)
+
+    def drop(self, synset_id: str) -> None:
+        with self._lock:
+            self._states.pop(synset_id, None)
+
+
+@dataclass
+class SynsetState:
+    """Votes and decisions of one synset's playable candidates, and its table when there is one."""
+
+    synset_id: str
+    settings: CrowdSettings
+    stats: dict[int, ImageStats]
+    initial: frozenset[int]
+    table: ConfidenceTable | None
+    table_built: bool = False
+    _cache: dict[int, tuple[str | None, float | None]] = field(default_factory=dict, repr=False)
+
+    @property
+    def initial_complete(self) -> bool:
+        need = self.settings.initial_votes
+        return bool(self.initial) and all(self.stats[c].n_full >= need for c in self.initial)
+
+    @property
+    def hardness(self) -> float:
+        """Expected votes a fresh image needs (inf while the table is missing: initial votes come first)."""
+        if self.settings.method == "fixed":
+            return float(self.settings.fixed_votes)
+        return self.table.expected_votes() if self.table is not None else math.inf
+
+    def evaluate(self, candidate_id: int) -> tuple[str | None, float | None]:
+        """(decision or None while open, confidence P(good)) from the candidate's current votes."""
+        if candidate_id in self._cache:
+            return self._cache[candidate_id]
+        st = self.stats[candidate_id]
+        out = self._evaluate(st)
+        self._cache[candidate_id] = out
+        return out
+
+    def _evaluate(self, st: ImageStats) -> tuple[str | None, float | None]:
+        s = self.settings
+        total_w = st.yes_w + st.no_w
+        if s.method == "fixed":
+            share = st.yes_w / total_w if total_w > 0 else None
+            if st.n_counted < s.fixed_votes or share is None:
+                return None, share
+            return (ACCEPTED if st.yes_w > st.no_w else REJECTED), share
+        if self.table is None:
+            return None, None
+        yes, no = st.counts
+        if st.candidate_id in self.initial and st.n_full < s.initial_votes:
+            return None, None
+        if st.n_counted == 0:
+            return None, None
+        decision = self.table.decide(yes, no)
+        return _DECISION_VALUE.get(decision), self.table.confidence(yes, no)
+
+    def wanted(self, candidate_id: int) -> int:
+        """How many more votes the candidate should get now (before counting tasks in flight)."""
+        s = self.settings
+        st = self.stats[candidate_id]
+        if s.method == "fixed":
+            return max(s.fixed_votes - st.n_counted, 0) if self.evaluate(candidate_id)[0] is None else 0
+        if candidate_id in self.initial and st.n_full < s.initial_votes:
+            return s.initial_votes - st.n_full
+        if self.table is None:
+            return 0  # non-initial images wait for the table
+        return 1 if self.evaluate(candidate_id)[0] is None else 0
+
+    def priority(self, candidate_id: int) -> tuple[int, float, int]:
+        """Sort key, smallest first: initial images closest to complete, then the largest expected need."""
+        st = self.stats[candidate_id]
+        if self.settings.method == "fixed":
+            return (0, -float(st.n_counted), candidate_id)
+        if candidate_id in self.initial and st.n_full < self.settings.initial_votes:
+            return (0, -float(st.n_full), candidate_id)
+        need = self.table.need_score(*st.counts) if self.table is not None else 0.0
+        return (1, -need, candidate_id)
+
+
+def load_stats(
+    session: Session, synset_id: str, settings: CrowdSettings | None = None, extra: Iterable[int] = ()
+) -> dict[int, ImageStats]:
+    """Playable candidates of a synset with their vote sums (every candidate; see `load_scoped`)."""
+    return _load(session, synset_id, settings, extra)[0]
+
+
+def _load(
+    session: Session,
+    synset_id: str,
+    settings: CrowdSettings | None,
+    extra: Iterable[int],
+    open_too: bool = True,
+) -> tuple[dict[int, ImageStats], list[int]]:
+    """(stats, ids of every playable candidate).
+
+    With `settings`, only candidates that can matter are loaded: open ones (unless `open_too` is False),
+    those that are or may become initial (the first `max(initial_max, base) + initial_min` in hash order)
+    and `extra`; the others are left out entirely (they cannot be assigned and are not re-evaluated).
+    Without `settings`, every candidate is loaded.
+    """
+    c, v = schema.Candidate, schema.Vote
+    conn = session.connection()
+    where = (c.synset_id == synset_id) & v.is_gold.is_(False)
+    if settings is None or open_too:
+        rows = conn.execute(select(c.id, c.decision, c.confidence).where(playable(synset_id))).fetchall()
+        all_ids = [int(r[0]) for r in rows]
+    else:  # the ids alone for the ranking; rows only for the few candidates that matter
+        all_ids = [int(x) for x in conn.execute(select(c.id).where(playable(synset_id))).scalars()]
+        rows = []
+    if not all_ids:
+        return {}, all_ids
+    if settings is None:
+        stats = {int(cid): ImageStats(int(cid), dec, conf) for cid, dec, conf in rows}
+    else:
+        ranked = hash_ranked(all_ids)
+        n_prefix = max(settings.initial_max, _base_size(ranked, settings)) + settings.initial_min
+        keep = {cid for _, cid in ranked[:n_prefix]} | {int(x) for x in extra}
+        if open_too:
+            stats = {
+                int(cid): ImageStats(int(cid), dec, conf)
+                for cid, dec, conf in rows
+                if dec is None or int(cid) in keep
+            }
+            where = where & (c.decision.is_(None) | c.id.in_(sorted(keep)))
+        else:
+            picked = conn.execute(
+                select(c.id, c.decision, c.confidence).where(playable(synset_id), c.id.in_(sorted(keep)))
+            ).fetchall()
+            stats = {int(cid): ImageStats(int(cid), dec, conf) for cid, dec, conf in picked}
+            where = where & c.id.in_(sorted(stats))
+    _sum_votes(conn, stats, where)
+    return stats, all_ids
+
+
+def _sum_votes(conn: Any, stats: dict[int, ImageStats], where: Any) -> None:
+    c, v = schema.Candidate, schema.Vote
+    full = v.weight >= 1.0
+    rows = conn.execute(
+        select(
+            v.candidate_id,
+            func.sum(case((full, 1), else_=0)),
+            func.sum(case((v.weight > 0, 1), else_=0)),
+            func.sum(case((v.label.is_(True), v.weight), else_=0.0)),
+            func.sum(case((v.label.is_(True), 0.0), else_=v.weight)),
+            func.sum(case((full, v.id), else_=0)),
+        )
+        .join(c, c.id == v.candidate_id)
+        .where(where)
+        .group_by(v.candidate_id)
+    )
+    for cid, n_full, n_counted, yes_w, no_w, id_sum in rows:
+        found = stats.get(int(cid))
+        if found is None:
+            continue
+        st = found
+        st.n_full, st.n_counted = int(n_full or 0), int(n_counted or 0)
+        st.yes_w, st.no_w, st.id_sum = float(yes_w or 0.0), float(no_w or 0.0), int(id_sum or 0)
+
+
+def private_copy(state: SynsetState) -> SynsetState:
+    """A copy whose stats can be refreshed without touching a shared (cached) state."""
+    return dataclasses.replace(state, stats=dict(state.stats), _cache={})
+
+
+def refresh_stats(
+    session: Session, state: SynsetState, ids: Iterable[int], decisions: dict[int, str | None]
+) -> None:
+    """Re-read the votes of some candidates (after locking them) so `wanted` sees votes committed since."""
+    fresh = {
+        int(cid): ImageStats(int(cid), decisions.get(int(cid)), None)
+        for cid in ids
+        if int(cid) in state.stats
+    }
+    if not fresh:
+        return
+    v = schema.Vote
+    _sum_votes(session.connection(), fresh, v.candidate_id.in_(sorted(fresh)) & v.is_gold.is_(False))
+    for cid, st in fresh.items():
+        st.confidence = state.stats[cid].confidence
+        state.stats[cid] = st
+        state._cache.pop(cid, None)
+
+
+def load_state(
+    session: Session,
+    synset_id: str,
+    settings: CrowdSettings,
+    cache: TableCache,
+    *,
+    extra: Iterable[int] = (),
+    complete: bool = False,
+    open_too: bool = True,
+) -> SynsetState:
+    """The synset's state, building (or reusing) its confidence table once the initial subset is done.
+
+    By default only the votes that can matter are read (see `_load`); `complete=True` reads all, and
+    `open_too=False` skips the open candidates that are not in `extra` (enough to re-decide `extra`).
+    `state.table_built` says whether the table was (re)built now rather than found in the cache.
+    """
+    stats, all_ids = _load(session, synset_id, None if complete else settings, extra, open_too)
+    initial = choose_initial(stats, settings, all_ids) if settings.method == "imagenet" else frozenset()
+    state = SynsetState(synset_id, settings, stats, initial, None)
+    if settings.method == "imagenet" and state.initial_complete:
+        gold = None
+        if settings.calibration == "gold":
+            gold = gold_counts(session, synset_id, skip_first=settings.block_min_gold)
+        if gold is not None and min(gold.pos_votes, gold.neg_votes) < settings.calibration_min_gold:
+            gold = None  # too few gold answers yet: the paper's table
+        fingerprint = (
+            tuple(sorted((cid, stats[cid].n_full, stats[cid].id_sum) for cid in initial)),
+            _bucket(gold),
+        )
+        table = cache.get(synset_id, fingerprint)
+        if table is None:
+            table = build_table(session, synset_id, initial, settings, gold)
+            cache.put(synset_id, fingerprint, table)
+            state.table_built = True
+        state.table = table
+    return state
+
+
+def _bucket(gold: GoldCounts | None) -> tuple[int, int] | None:
+    """Gold counts change with every task; the table is rebuilt when they have grown by about 5%."""
+    if gold is None:
+        return None
+    return (int(math.log(gold.pos_votes) / math.log(1.05)), int(math.log(gold.neg_votes) / math.log(1.05)))
+
+
+@dataclass(frozen=True)
+class GoldCounts:
+    """Full-weight votes on a synset's gold images: how often good ones got "yes", bad ones "no"."""
+
+    pos_votes: int = 0
+    yes_on_pos: int = 0
+    neg_votes: int = 0
+    no_on_neg: int = 0
+
+
+def gold_counts(session: Session, synset_id: str, skip_first: int = 0) -> GoldCounts:
+    """Answers on the synset's gold images by workers in good standing (weight >= 1), leaving out each
+    worker's first `skip_first` gold answers.
+
+    Why leave them out: most blocking happens on a worker's first gold answers (probation), and the workers
+    kept are kept *because* they did well on those, so there the survivors look better than they are; a
+    table calibrated on them is overconfident (in simulation 4 yes votes then passed as 99% sure where the
+    truth was 97%). Later answers are much less tied to who was kept (some bias remains: a worker blocked
+    later loses all their answers; keeping a share of gold out of blocking removes it but leaves too few
+    answers early on, which in simulation cost more votes and no precision).
+    """
+    c, g, v = schema.Candidate, schema.Gold, schema.Vote
+    rank = func.row_number().over(partition_by=v.worker_id, order_by=v.id).label("rank")
+    per_vote = select(v.candidate_id, v.label, v.weight, rank).where(v.is_gold.is_(True)).subquery()
+    out = {True: [0, 0], False: [0, 0]}
+    for answer, label, n in session.execute(
+        select(g.answer, per_vote.c.label, func.count())
+        .join(c, c.id == g.candidate_id)
+        .join(per_vote, per_vote.c.candidate_id == g.candidate_id)
+        .where(c.synset_id == synset_id, per_vote.c.weight >= 1.0, per_vote.c.rank > skip_first)
+        .group_by(g.answer, per_vote.c.label)
+    ):
+        pair = out[bool(answer)]
+        pair[0] += int(n)
+        if bool(label) == bool(answer):
+            pair[1] += int(n)
+    return GoldCounts(out[True][0], out[True][1], out[False][0], out[False][1])
+
+
+def build_table(
+    session: Session,
+    synset_id: str,
+    initial: Iterable[int],
+    settings: CrowdSettings,
+    gold: GoldCounts | None = None,
+) -> ConfidenceTable:
+    """P(good | yes, no) from the full-weight votes on the initial images, in the order they came.
+
+    With `gold` counts (settings.calibration == "gold" and enough gold answers), the table's worker model
+    takes its sensitivity and specificity from the gold answers instead of EM (see `gold_calibrated`).
+    """
+    v = schema.Vote
+    ids = sorted(initial)
+    rows: list[tuple[int, int, bool, int]] = []
+    for chunk in _chunks(ids, 900):
+        rows.extend(
+            (int(a), int(b), bool(lab), int(i))
+            for a, b, lab, i in session.execute(
+                select(v.candidate_id, v.worker_id, v.label, v.id).where(
+                    v.candidate_id.in_(chunk), v.weight >= 1.0
+                )
+            )
+        )
+    rows.sort(key=lambda r: r[3])
+    votes = {
+        "task": np.asarray([r[0] for r in rows], dtype=np.int64),
+        "worker": np.asarray([r[1] for r in rows], dtype=np.int64),
+        "label": np.asarray([r[2] for r in rows], dtype=bool),
+    }
+    order = np.asarray([r[3] for r in rows], dtype=np.int64)
+    table = settings.consensus().build_table(votes, synset=synset_id, order=order)
+    if gold is not None:
+        sequences: dict[int, list[bool]] = {}
+        for cid, _w, label, _i in rows:
+            sequences.setdefault(cid, []).append(label)
+        table = gold_calibrated(table, list(sequences.values()), gold)
+    return table
+
+
+def _lower_bound(right: int, total: int, quantile: float = 0.1) -> float:
+    """10% quantile of the Beta(right + 3, wrong + 1) posterior of an accuracy (prior: 3 right, 1 wrong)."""
+    from scipy.stats import beta
+
+    return float(beta.ppf(quantile, right + 3.0, total - right + 1.0))
+
+
+def gold_calibrated(table: ConfidenceTable, sequences: list[list[bool]], gold: GoldCounts) -> ConfidenceTable:
+    """The same table (tallies of the initial images' vote prefixes, smoothed towards a two-coin model), but
+    the model's P(yes | good) and P(no | bad) measured on gold images, whose truth is known.
+
+    Why: a synset's initial subset holds few good images when candidates are mostly bad (~10% good, SPEC
+    §2), so EM on it estimates P(yes | good) from a handful of images and the table is miscalibrated both
+    ways (in simulation: accepted images below 99% precision, and extra votes everywhere). Gold votes are
+    collected anyway, from the same crowd, on images of the same synset with known answers. The prior
+    P(good) is still fitted on the initial subset (EM with the gold accuracies held fixed) and the tallies
+    use each initial image's posterior under that model.
+    """
+    # A lower credible bound rather than the mean: an accuracy estimated too high makes every cell
+    # overconfident, and the estimate errs high (see `gold_counts`); too low only costs votes.
+    sens = _lower_bound(gold.yes_on_pos, gold.pos_votes)
+    spec = _lower_bound(gold.no_on_neg, gold.neg_votes)
+    counts = np.asarray([(sum(seq), len(seq) - sum(seq)) for seq in sequences], dtype=np.float64).reshape(
+        -1, 2
+    )
+    log_yes = np.log(sens) - np.log1p(-spec)
+    log_no = np.log1p(-sens) - np.log(spec)
+    prior = table.prior_good
+    post = np.full(counts.shape[0], prior)
+    for _ in range(500):
+        logit = np.log(prior) - np.log1p(-prior) + counts[:, 0] * log_yes + counts[:, 1] * log_no
+        post = 1.0 / (1.0 + np.exp(-logit))
+        new = (post.sum() + 1.0) / (post.shape[0] + 2.0)
+        if abs(new - prior) < 1e-10:
+            prior = new
+            break
+        prior = new
+    size = table.seen.shape[0]
+    cap = size - 1
+    good = np.zeros_like(table.seen, dtype=np.float64)
+    for seq, p in zip(sequences, post.tolist(), strict=True):
+        y = n = 0
+        good[0, 0] += p
+        for label in seq:
+            y, n = y + int(label), n + int(not label)
+            if y + n > cap:
+                break
+            good[y, n] += p
+    return dataclasses.replace(
+        table, prior_good=float(prior), sensitivity=float(sens), specificity=float(spec), good=good
+    )
+
+
+def apply_decisions(session: Session, state: SynsetState, targets: Iterable[int] | None = None) -> int:
+    """Write the live decision and confidence of `targets` (default: every loaded candidate) where they
+    changed. Returns how many rows changed. Rows are updated in id order (no deadlocks between writers)."""
+    ids = state.stats.keys() if targets is None else [t for t in targets if t in state.stats]
+    changes = []
+    for cid in sorted(set(ids)):
+        st = state.stats[cid]
+        decision, confidence = state.evaluate(cid)
+        same_conf = (confidence is None and st.confidence is None) or (
+            confidence is not None and st.confidence is not None and abs(confidence - st.confidence) < 1e-9
+        )
+        if decision == st.decision and same_conf:
+            continue
+        changes.append({"_id": cid, "_decision": decision, "_confidence": confidence})
+        st.decision, st.confidence = decision, confidence
+    if changes:
+        t = schema.Candidate.__table__
+        assert isinstance(t, Table)
+        session.connection().execute(
+            update(t)
+            .where(t.c.id == bindparam("_id"))
+            .values(decision=bindparam("_decision"), confidence=bindparam("_confidence")),
+            changes,
+        )
+    return len(changes)
+
+
+def refresh_synset(session: Session, synset_id: str, settings: CrowdSettings, cache: TableCache) -> int:
+    """Re-evaluate every playable candidate of a synset that has votes or is still open."""
+    state = load_state(session, synset_id, settings, cache, complete=True)
+    targets = [cid for cid, st in state.stats.items() if st.n_counted > 0 or st.decision is not None]
+    return apply_decisions(session, state, targets)
+
+
+def _chunks(values: list[int], size: int) -> Iterable[list[int]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]

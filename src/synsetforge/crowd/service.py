@@ -1,0 +1,411 @@
+"""The crowd verification API in Python: tasks, submissions, workers, tokens, images. No web imports.
+
+The web app and the CLI are thin layers over `CrowdService`; every method is one store transaction, so a
+failure (bad payload, expired task, blocked worker) changes nothing. Writes that must not race (assigning
+a task, recording a submission, blocking) go through `write()`, which serializes them on SQLite and relies
+on row locks on PostgreSQL (see `crowd.assign`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import exists, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from synsetforge.crowd import workers as wk
+from synsetforge.crowd.assign import as_utc, assign_task, lock_worker, open_task_of, sweep_expired
+from synsetforge.crowd.consensus import (
+    StateCache,
+    TableCache,
+    apply_decisions,
+    load_state,
+    playable,
+    refresh_synset,
+)
+from synsetforge.crowd.errors import AccessDeniedError, TaskClosedError, WorkerBlockedError
+from synsetforge.crowd.settings import CrowdSettings
+from synsetforge.crowd.tokens import completion_code
+from synsetforge.errors import InputError, NotFoundError
+from synsetforge.store import schema
+from synsetforge.store.project import Project
+
+SWEEP_EVERY_S = 15.0
+MAX_ANSWERS = 1000
+
+_SQLITE_LOCKS: dict[str, threading.Lock] = {}
+_SQLITE_LOCKS_GUARD = threading.Lock()
+
+
+def _sqlite_lock(url: str) -> threading.Lock:
+    with _SQLITE_LOCKS_GUARD:
+        return _SQLITE_LOCKS.setdefault(url, threading.Lock())
+
+
+@dataclass(frozen=True)
+class SynsetView:
+    id: str
+    name: str
+    lemmas: tuple[str, ...]
+    gloss: str
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """What a worker sees: no gold flags, items in display order."""
+
+    task_id: int
+    synset: SynsetView
+    items: tuple[int, ...]
+    examples: tuple[int, ...]
+    created_at: datetime
+    expires_at: datetime
+    tasks_done: int
+    images_done: int
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    task_id: int
+    votes: int
+    completion_code: str
+    blocked: bool
+    tasks_done: int
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    worker_id: int
+    kind: str
+    name: str | None
+    status: str
+    blocked_reason: str | None
+    tasks_done: int
+    images_done: int
+    last_code: str | None
+
+
+class CrowdService:
+    """Crowd verification on one project (see the module docstring)."""
+
+    def __init__(
+        self, project: Project, settings: CrowdSettings | None = None, *, seed: int | None = None
+    ) -> None:
+        self.project = project
+        self.settings = settings or CrowdSettings.from_project(project)
+        self.tables = TableCache()
+        self.states = StateCache()
+        self._sqlite = project.dialect == "sqlite"
+        self._lock = _sqlite_lock(str(project.engine.url)) if self._sqlite else None
+        self._last_sweep = 0.0
+        self._rng = random.Random(seed)  # gold picks and item order; seeded for reproducible simulations
+
+    # -- transactions -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction; on SQLite one at a time in this process (SQLite has one writer anyway)."""
+        if self._lock is None:
+            with self.project.session() as s:
+                yield s
+        else:
+            with self._lock, self.project.session() as s:
+                yield s
+
+    def read(self) -> contextlib.AbstractContextManager[Session]:
+        return self.project.session()
+
+    # -- tokens and workers -------------------------------------------------------------------------
+
+    def invite(self, name: str | None = None, kind: str = "invite") -> wk.NewWorker:
+        """A new in-house worker; the returned token (the invite link) is not stored anywhere."""
+        with self.write() as s:
+            return wk.create_invite(s, name, kind)
+
+    def create_token(self, role: str = "admin", name: str | None = None) -> str:
+        """An admin token or a marketplace key, returned once."""
+        with self.write() as s:
+            return wk.create_api_token(s, role, name)
+
+    def enter_marketplace(self, key: str, platform: str, external_id: str) -> wk.NewWorker:
+        """A marketplace worker arriving through a study link with marketplace key `key`."""
+        with self.write() as s:
+            if not wk.check_api_token(s, key, "marketplace"):
+                raise AccessDeniedError("this study link is not valid")
+            return wk.enter_marketplace(s, platform, external_id)
+
+    def principal(self, token: str | None) -> wk.Principal | None:
+        with self.read() as s:
+            return wk.find_principal(s, token)
+
+    def block(self, worker_id: int, reason: str = "blocked by an admin") -> int:
+        """Block a worker by hand; returns how many image decisions changed (re-queued or re-decided)."""
+        with self.write() as s:
+            worker = lock_worker(s, worker_id)
+            if worker.status == "blocked":
+                return 0
+            touched = wk.block_worker(s, worker, reason, self.settings)
+            return self.reevaluate(s, touched)
+
+    def unblock(self, worker_id: int) -> int:
+        with self.write() as s:
+            worker = lock_worker(s, worker_id)
+            if worker.status != "blocked":
+                return 0
+            touched = wk.unblock_worker(s, worker)
+            return self.reevaluate(s, touched)
+
+    def worker_summary(self, worker_id: int) -> WorkerSummary:
+        with self.read() as s:
+            worker = wk.get_worker(s, worker_id)
+            t = schema.Task
+            done = int(
+                s.scalar(select(func.count()).where(t.worker_id == worker_id, t.status == "submitted")) or 0
+            )
+            images = int(
+                s.scalar(
+                    select(func.count()).select_from(schema.Vote).where(schema.Vote.worker_id == worker_id)
+                )
+                or 0
+            )
+            code = s.scalar(
+                select(t.completion_code)
+                .where(t.worker_id == worker_id, t.status == "submitted")
+                .order_by(t.id.desc())
+                .limit(1)
+            )
+            return WorkerSummary(
+                worker.id, worker.kind, worker.name, worker.status, worker.blocked_reason, done, images, code
+            )
+
+    def completion_of(self, worker_id: int, task_id: int) -> str:
+        """The completion code of one of the worker's submitted tasks (NotFoundError otherwise)."""
+        with self.read() as s:
+            task = s.get(schema.Task, task_id)
+            if task is None or task.worker_id != worker_id or task.status != "submitted":
+                raise NotFoundError(f"no submitted task {task_id} for this worker")
+            return task.completion_code or ""
+
+    # -- tasks --------------------------------------------------------------------------------------
+
+    def next_task(self, worker_id: int) -> TaskView | None:
+        """The worker's open task, or a new one; None when nothing needs this worker right now."""
+        now = datetime.now(UTC)
+        with self.write() as s:
+            worker = lock_worker(s, worker_id)
+            if worker.status != "active":
+                raise WorkerBlockedError(worker.blocked_reason or "this worker is blocked")
+            if time.monotonic() - self._last_sweep > SWEEP_EVERY_S:
+                self._last_sweep = time.monotonic()
+                sweep_expired(s, now)
+            task_id = open_task_of(s, worker_id, now)
+            if task_id is None:
+                task_id = assign_task(s, worker_id, self.settings, self.tables, now, self._rng, self.states)
+            if task_id is None:
+                return None
+            return self._task_view(s, worker_id, task_id)
+
+    def task_view(self, worker_id: int, task_id: int) -> TaskView:
+        """An open task of this worker (NotFoundError for anyone else's, or a closed one)."""
+        with self.read() as s:
+            task = s.get(schema.Task, task_id)
+            if task is None or task.worker_id != worker_id:
+                raise NotFoundError(f"no task {task_id} for this worker")
+            return self._task_view(s, worker_id, task_id)
+
+    def _task_view(self, s: Session, worker_id: int, task_id: int) -> TaskView:
+        task = s.get(schema.Task, task_id)
+        assert task is not None
+        syn = s.get(schema.Synset, task.synset_id)
+        assert syn is not None
+        ti, c, t, v = schema.TaskItem, schema.Candidate, schema.Task, schema.Vote
+        items = tuple(s.scalars(select(ti.candidate_id).where(ti.task_id == task_id).order_by(ti.position)))
+        examples: tuple[int, ...] = ()
+        if self.settings.examples:
+            examples = tuple(
+                s.scalars(
+                    select(c.id)
+                    .where(playable(task.synset_id), c.decision == "accepted")
+                    .order_by(c.confidence.desc(), c.id)
+                    .limit(self.settings.examples)
+                )
+            )
+        done = int(
+            s.scalar(select(func.count()).where(t.worker_id == worker_id, t.status == "submitted")) or 0
+        )
+        images = int(s.scalar(select(func.count()).select_from(v).where(v.worker_id == worker_id)) or 0)
+        lemmas = tuple(str(x).replace("_", " ") for x in syn.lemmas)
+        return TaskView(
+            task_id=task.id,
+            synset=SynsetView(syn.id, lemmas[0] if lemmas else syn.id, lemmas, syn.gloss or ""),
+            items=items,
+            examples=examples,
+            created_at=as_utc(task.created_at) or datetime.now(UTC),
+            expires_at=as_utc(task.expires_at) or datetime.now(UTC),
+            tasks_done=done,
+            images_done=images,
+        )
+
+    def submit(self, worker_id: int, task_id: int, yes: Collection[int]) -> SubmitResult:
+        """Record the worker's answers: every image of the task gets a vote, yes if its id is in `yes`.
+
+        Refused without any change: ids not in the task (InputError), someone else's task (NotFoundError),
+        a submitted or expired task (TaskClosedError), a blocked worker (WorkerBlockedError).
+        """
+        if len(yes) > MAX_ANSWERS:
+            raise InputError(f"too many answers ({len(yes)}; at most {MAX_ANSWERS})")
+        ticked = set(yes)
+        now = datetime.now(UTC)
+        try:
+            with self.write() as s:
+                worker = lock_worker(s, worker_id)
+                if worker.status != "active":
+                    raise WorkerBlockedError(worker.blocked_reason or "this worker is blocked")
+                q = select(schema.Task).where(schema.Task.id == task_id)
+                if not self._sqlite:
+                    q = q.with_for_update()
+                task = s.scalars(q).first()
+                if task is None or task.worker_id != worker_id:
+                    raise NotFoundError(f"no task {task_id} for this worker")
+                if task.status == "submitted":
+                    raise TaskClosedError(f"task {task_id} was already submitted")
+                expires = as_utc(task.expires_at)
+                if task.status != "open" or (expires is not None and expires <= now):
+                    raise TaskClosedError(
+                        f"task {task_id} expired; its images went back to the pool, please take a new task"
+                    )
+                items = s.execute(
+                    select(schema.TaskItem.candidate_id, schema.TaskItem.is_gold).where(
+                        schema.TaskItem.task_id == task_id
+                    )
+                ).all()
+                in_task = {cid for cid, _ in items}
+                strangers = ticked - in_task
+                if strangers:
+                    raise InputError(
+                        f"{len(strangers)} answer(s) name images that are not in task {task_id}: "
+                        f"{sorted(strangers)[:5]}"
+                    )
+                s.execute(
+                    insert(schema.Vote),
+                    [
+                        {
+                            "candidate_id": cid,
+                            "worker_id": worker_id,
+                            "task_id": task_id,
+                            "label": cid in ticked,
+                            "is_gold": bool(is_gold),
+                            "weight": 1.0,
+                            "created_at": now,
+                        }
+                        for cid, is_gold in sorted(items)
+                    ],
+                )
+                gold_ids = [cid for cid, is_gold in items if is_gold]
+                if gold_ids:
+                    answers = dict(
+                        s.execute(
+                            select(schema.Gold.candidate_id, schema.Gold.answer).where(
+                                schema.Gold.candidate_id.in_(gold_ids)
+                            )
+                        ).all()
+                    )
+                    worker.gold_total += len(answers)
+                    worker.gold_correct += sum((cid in ticked) == bool(ans) for cid, ans in answers.items())
+                code = completion_code()
+                task.status, task.submitted_at, task.completion_code = "submitted", now, code
+                touched: dict[str, set[int]] = defaultdict(set)
+                touched[task.synset_id].update(cid for cid, is_gold in items if not is_gold)
+                reason = wk.block_reason(worker, self.settings)
+                if reason is not None:
+                    for sid, ids in wk.block_worker(s, worker, reason, self.settings).items():
+                        touched[sid].update(ids)
+                self.reevaluate(s, touched)
+                done = int(
+                    s.scalar(
+                        select(func.count()).where(
+                            schema.Task.worker_id == worker_id, schema.Task.status == "submitted"
+                        )
+                    )
+                    or 0
+                )
+                return SubmitResult(task_id, len(items), code, reason is not None, done)
+        except IntegrityError:
+            raise TaskClosedError(f"task {task_id}: these images already have your answers") from None
+
+    def reevaluate(self, s: Session, touched: dict[str, set[int]]) -> int:
+        """Re-run consensus on touched candidates, plus any open ones a new or rebuilt table can decide."""
+        changed = 0
+        for sid in sorted(touched):
+            state = load_state(s, sid, self.settings, self.tables, extra=touched[sid], open_too=False)
+            targets = set(touched[sid])
+            if state.table_built:  # a new table may decide open images that already have votes
+                self.states.drop(sid)
+                state = load_state(s, sid, self.settings, self.tables, extra=touched[sid])
+                targets.update(c for c, st in state.stats.items() if st.decision is None and st.n_counted)
+            changed += apply_decisions(s, state, targets)
+        return changed
+
+    def refresh(self, synset_ids: Collection[str] | None = None) -> int:
+        """Re-evaluate every synset's live decisions (after importing votes or changing settings)."""
+        with self.write() as s:
+            ids = (
+                sorted(synset_ids)
+                if synset_ids is not None
+                else sorted(set(s.scalars(select(schema.Candidate.synset_id).where(playable()).distinct())))
+            )
+            return sum(refresh_synset(s, sid, self.settings, self.tables) for sid in ids)
+
+    # -- images -------------------------------------------------------------------------------------
+
+    def image(self, principal: wk.Principal, candidate_id: int) -> tuple[bytes, str]:
+        """The image bytes of a candidate, for an admin or a worker holding it in an open task (or as an
+        example of an open task's synset). Anyone else gets NotFoundError (existence is not revealed)."""
+        now = datetime.now(UTC)
+        c, i, t, ti = schema.Candidate, schema.Image, schema.Task, schema.TaskItem
+        with self.read() as s:
+            if principal.role != "admin":
+                if principal.worker_id is None or principal.status != "active":
+                    raise NotFoundError("no such image")
+                mine = (t.worker_id == principal.worker_id) & (t.status == "open") & (t.expires_at > now)
+                in_task = s.scalar(
+                    select(exists().where(ti.task_id == t.id, ti.candidate_id == candidate_id, mine))
+                )
+                if not in_task:
+                    example = s.scalar(
+                        select(
+                            exists().where(
+                                c.id == candidate_id,
+                                c.decision == "accepted",
+                                playable(),
+                                c.synset_id.in_(select(t.synset_id).where(mine)),
+                            )
+                        )
+                    )
+                    if not example:
+                        raise NotFoundError("no such image")
+            blob = s.scalar(select(i.blob).join(c, c.image_id == i.id).where(c.id == candidate_id))
+        if blob is None:
+            raise NotFoundError("no such image")
+        data = self.project.blobs.get(blob)
+        return data, sniff_media_type(data)
+
+
+def sniff_media_type(data: bytes) -> str:
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    return "application/octet-stream"

@@ -1,0 +1,132 @@
+"""`create_app(project)`: the one web app of a project: worker pages, admin dashboard, JSON API, images.
+
+Server-rendered HTML (Jinja2, autoescaping on for every template, so a gloss or a custom category name is
+always shown as text) with a little JavaScript for keyboard shortcuts; a JSON API under /api/v1 described
+by OpenAPI; images streamed from the blob store only to their task's worker or to admins. Without a token
+only the landing page, the static assets and the entry links (invite, marketplace, admin login) answer.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from synsetforge import __version__
+from synsetforge.crowd.errors import AccessDeniedError, TaskClosedError, WorkerBlockedError
+from synsetforge.crowd.service import CrowdService
+from synsetforge.crowd.settings import CrowdSettings
+from synsetforge.errors import InputError, NotFoundError, StoreError, SynsetforgeError
+from synsetforge.store.project import Project
+from synsetforge.web import admin, api, challenge_routes, pages
+from synsetforge.web.auth import api_principal, image_principal, service_of
+from synsetforge.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+
+# Paths of the crowd app (body-size limited); other routers included later keep their own limits.
+CROWD_PREFIXES = ("/api/v1/", "/work", "/admin", "/invite/", "/m/")
+_STATUS = [
+    (TaskClosedError, 409),
+    (WorkerBlockedError, 403),
+    (AccessDeniedError, 403),
+    (NotFoundError, 404),
+    (InputError, 422),
+    (StoreError, 503),
+]
+
+
+def status_of(exc: SynsetforgeError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+def templates() -> Environment:
+    folder = resources.files("synsetforge.web") / "templates"
+    env = Environment(
+        loader=FileSystemLoader(str(folder)),
+        autoescape=True,  # every template, whatever its extension
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = lambda v: "–" if v is None else f"{v:.1%}"
+    env.filters["num"] = lambda v, d=2: "–" if v is None else f"{v:.{d}f}"
+    return env
+
+
+def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    env: Environment = request.app.state.templates
+    html = env.get_template(name).render(request=request, version=__version__, **context)
+    return HTMLResponse(html, status_code=status)
+
+
+def create_app(
+    project: Project,
+    settings: CrowdSettings | None = None,
+    *,
+    service: CrowdService | None = None,
+    seed: int | None = None,
+) -> FastAPI:
+    """The FastAPI app for a project (settings default to the project's `[settings]` crowd_* keys)."""
+    svc = service or CrowdService(project, settings, seed=seed)
+    app = FastAPI(
+        title="synsetforge crowd verification",
+        version=__version__,
+        description="Workers verify candidate images of synsets; admins follow progress and manage workers.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # served below, behind a token
+    )
+    app.state.service = svc
+    app.state.templates = templates()
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(BodyLimitMiddleware, limit=svc.settings.max_body_bytes, prefixes=CROWD_PREFIXES)
+    static = resources.files("synsetforge.web") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.include_router(admin.router)
+    app.include_router(challenge_routes.router)  # challenge pages and API (own upload limits)
+
+    @app.get("/api/v1/openapi.json", include_in_schema=False)
+    def openapi(request: Request) -> JSONResponse:
+        api_principal(request)
+        return JSONResponse(app.openapi())
+
+    @app.get("/img/{candidate_id}", include_in_schema=False)
+    def image(request: Request, candidate_id: int) -> Response:
+        principal = image_principal(request)
+        if principal is None:
+            raise HTTPException(401, "a valid token is required")
+        data, media_type = service_of(request).image(principal, candidate_id)
+        return Response(data, media_type=media_type, headers={"cache-control": "private, max-age=600"})
+
+    @app.exception_handler(SynsetforgeError)
+    def _domain_error(request: Request, exc: SynsetforgeError) -> Response:
+        status = status_of(exc)
+        message = " ".join(str(exc).split())
+        if request.url.path.startswith("/api/") or request.url.path.startswith("/img/"):
+            return JSONResponse({"detail": message}, status_code=status)
+        return render(
+            request, "message.html", status, title="Something went wrong", message=message, link=None
+        )
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # The default echoes inputs back; a short list of where and what is enough.
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()[:20]]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """For `uvicorn --factory synsetforge.web.app:create_app_from_env`: the project named by
+    $SYNSETFORGE_PROJECT (or the nearest one above the working directory)."""
+    return create_app(Project.open())
