@@ -20,9 +20,9 @@ from synsetforge.benchmark.challenge_cli import challenge_app, submit_command, w
 from synsetforge.benchmark.cli import app as benchmark_app
 from synsetforge.candidates.cli import app as candidates_app
 from synsetforge.candidates.cli import collect_command
-from synsetforge.crowd.cli import admin_app, serve, workers_app
 from synsetforge.crowd.aggregation.cli import simulate as simulate_offline
 from synsetforge.crowd.aggregation.cli import votes as aggregate_votes
+from synsetforge.crowd.cli import admin_app, serve, workers_app
 from synsetforge.crowd.cli import app as crowd_app
 from synsetforge.errors import SynsetforgeError
 from synsetforge.hierarchy.cli import app as taxonomy_app
