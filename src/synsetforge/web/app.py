@@ -23,7 +23,7 @@ from synsetforge.crowd.service import CrowdService
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.errors import InputError, NotFoundError, StoreError, SynsetforgeError
 from synsetforge.store.project import Project
-from synsetforge.web import admin, api, challenge_routes, pages
+from synsetforge.web import admin, api, challenge_routes, explore_routes, pages
 from synsetforge.web.auth import api_principal, image_principal, service_of
 from synsetforge.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 
@@ -93,6 +93,7 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(admin.router)
     app.include_router(challenge_routes.router)  # challenge pages and API (own upload limits)
+    app.include_router(explore_routes.router)  # public release explorer (train and val items only)
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
     def openapi(request: Request) -> JSONResponse:

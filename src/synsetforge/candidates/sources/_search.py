@@ -395,3 +395,40 @@ def search_refs(
                         extra={"source_id": hit.source_id, "license_raw": hit.license_raw, **hit.extra},
                     )
             live = still
+
+
+class SearchSource:
+    """What the search-API sources share: a JSON client, a report, and interleaved paging over queries.
+
+    Subclasses set `name`, `queries`, `max_per_query`, `strict`, `report` and `client`, and implement
+    `pages(query, cap)`.
+    """
+
+    name: str
+    queries: QueryFn | None
+    max_per_query: int
+    strict: bool
+    report: SourceReport
+    client: JsonClient
+
+    def pages(self, query: str, cap: int) -> Iterator[list[Hit]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self.client.close()
+
+    def refs(
+        self, synset_ids: Iterable[str], per_synset: int | None = None, hierarchy: Any = None
+    ) -> Iterator[CandidateRef]:
+        """Candidates for each synset, interleaving the pages of its queries, up to `per_synset` each."""
+        return search_refs(
+            source=self.name,
+            synset_ids=synset_ids,
+            per_synset=per_synset,
+            queries_for=query_function(hierarchy, self.queries, self.name),
+            pages=self.pages,
+            max_per_query=self.max_per_query,
+            report=self.report,
+            strict=self.strict,
+        )

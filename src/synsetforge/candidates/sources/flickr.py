@@ -8,7 +8,7 @@ stops the source, codes 105/10 (service unavailable) are retried, others drop th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from synsetforge.candidates.sources._search import (
@@ -17,11 +17,9 @@ from synsetforge.candidates.sources._search import (
     JsonClient,
     QueryFn,
     SearchApiError,
+    SearchSource,
     SourceReport,
-    query_function,
-    search_refs,
 )
-from synsetforge.candidates.types import CandidateRef
 from synsetforge.errors import InputError
 
 DEFAULT_BASE_URL = "https://api.flickr.com/services/rest/"
@@ -51,7 +49,7 @@ FATAL_CODES = frozenset({100, 112, 116})  # invalid key, unknown method, bad URL
 RETRY_CODES = frozenset({10, 105})  # search / service temporarily unavailable
 
 
-class FlickrSource:
+class FlickrSource(SearchSource):
     """Candidates from Flickr photo search, photos only, sorted by relevance."""
 
     name = "flickr"
@@ -106,25 +104,6 @@ class FlickrSource:
             min_interval_s=min_interval_s,
             report=self.report,
             **kw,
-        )
-
-    def close(self) -> None:
-        """Release the HTTP connection pool."""
-        self.client.close()
-
-    def refs(
-        self, synset_ids: Iterable[str], per_synset: int | None = None, hierarchy: Any = None
-    ) -> Iterator[CandidateRef]:
-        """Candidates for each synset, interleaving the pages of its queries, up to `per_synset` each."""
-        return search_refs(
-            source=self.name,
-            synset_ids=synset_ids,
-            per_synset=per_synset,
-            queries_for=query_function(hierarchy, self.queries, self.name),
-            pages=self.pages,
-            max_per_query=self.max_per_query,
-            report=self.report,
-            strict=self.strict,
         )
 
     def _call(self, query: str, page: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ Anonymous rate limits are low, hence a slow default pace.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from synsetforge.candidates.sources._search import (
@@ -17,18 +17,16 @@ from synsetforge.candidates.sources._search import (
     JsonClient,
     QueryFn,
     SearchApiError,
+    SearchSource,
     SourceReport,
     normalize_license,
-    query_function,
-    search_refs,
 )
-from synsetforge.candidates.types import CandidateRef
 
 DEFAULT_BASE_URL = "https://api.openverse.org"
 ANONYMOUS_MAX_PAGE_SIZE = 20
 
 
-class OpenverseSource:
+class OpenverseSource(SearchSource):
     """Candidates from Openverse image search, one query per expanded synset name."""
 
     name = "openverse"
@@ -78,25 +76,6 @@ class OpenverseSource:
             headers=headers,
             report=self.report,
             **kw,
-        )
-
-    def close(self) -> None:
-        """Release the HTTP connection pool."""
-        self.client.close()
-
-    def refs(
-        self, synset_ids: Iterable[str], per_synset: int | None = None, hierarchy: Any = None
-    ) -> Iterator[CandidateRef]:
-        """Candidates for each synset, interleaving the pages of its queries, up to `per_synset` each."""
-        return search_refs(
-            source=self.name,
-            synset_ids=synset_ids,
-            per_synset=per_synset,
-            queries_for=query_function(hierarchy, self.queries, self.name),
-            pages=self.pages,
-            max_per_query=self.max_per_query,
-            report=self.report,
-            strict=self.strict,
         )
 
     def pages(self, query: str, cap: int) -> Iterator[list[Hit]]:

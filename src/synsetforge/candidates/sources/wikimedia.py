@@ -7,7 +7,7 @@ Wikimedia asks API clients for a descriptive User-Agent with contact details; pa
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from synsetforge.candidates.sources._search import (
@@ -16,18 +16,16 @@ from synsetforge.candidates.sources._search import (
     JsonClient,
     QueryFn,
     SearchApiError,
+    SearchSource,
     SourceReport,
     normalize_license,
-    query_function,
-    search_refs,
     strip_html,
 )
-from synsetforge.candidates.types import CandidateRef
 
 DEFAULT_BASE_URL = "https://commons.wikimedia.org/w/api.php"
 
 
-class WikimediaSource:
+class WikimediaSource(SearchSource):
     """Candidates from Wikimedia Commons file search."""
 
     name = "wikimedia"
@@ -65,25 +63,6 @@ class WikimediaSource:
             min_interval_s=min_interval_s,
             report=self.report,
             **kw,
-        )
-
-    def close(self) -> None:
-        """Release the HTTP connection pool."""
-        self.client.close()
-
-    def refs(
-        self, synset_ids: Iterable[str], per_synset: int | None = None, hierarchy: Any = None
-    ) -> Iterator[CandidateRef]:
-        """Candidates for each synset, interleaving the pages of its queries, up to `per_synset` each."""
-        return search_refs(
-            source=self.name,
-            synset_ids=synset_ids,
-            per_synset=per_synset,
-            queries_for=query_function(hierarchy, self.queries, self.name),
-            pages=self.pages,
-            max_per_query=self.max_per_query,
-            report=self.report,
-            strict=self.strict,
         )
 
     def _params(self, query: str) -> dict[str, Any]:
