@@ -20,6 +20,7 @@ from synsetforge.benchmark.challenge_cli import challenge_app, submit_command, w
 from synsetforge.benchmark.cli import app as benchmark_app
 from synsetforge.candidates.cli import app as candidates_app
 from synsetforge.candidates.cli import collect_command
+from synsetforge.cliopts import ProjectOpt
 from synsetforge.crowd.aggregation.cli import simulate as simulate_offline
 from synsetforge.crowd.aggregation.cli import votes as aggregate_votes
 from synsetforge.crowd.cli import admin_app, serve, workers_app
@@ -27,7 +28,7 @@ from synsetforge.crowd.cli import app as crowd_app
 from synsetforge.errors import SynsetforgeError
 from synsetforge.hierarchy.cli import app as taxonomy_app
 from synsetforge.releases.cli import app as release_app
-from synsetforge.store.project import PROJECT_ENV, Project
+from synsetforge.store.project import Project
 
 app = typer.Typer(
     name="synsetforge",
@@ -61,16 +62,6 @@ app.add_typer(baseline_app, name="baseline")
 app.command("collect")(collect_command)
 
 console = Console(highlight=False)
-
-ProjectOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--project",
-        "-p",
-        envvar=PROJECT_ENV,
-        help="Project folder (default: the nearest folder with synsetforge.toml, here or above).",
-    ),
-]
 
 
 def _version(value: bool) -> None:

@@ -12,22 +12,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from synsetforge.store.project import PROJECT_ENV, Project
+from synsetforge.cliopts import ProjectOpt
+from synsetforge.store.project import Project
 
 console = Console(highlight=False)
 baseline_app = typer.Typer(
     help="Reference entries: train, write a valid submission, submit it.", no_args_is_help=True
 )
-
-ProjectOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--project",
-        "-p",
-        envvar=PROJECT_ENV,
-        help="Project folder (default: the nearest folder with synsetforge.toml, here or above).",
-    ),
-]
 
 
 class FileFormat(StrEnum):

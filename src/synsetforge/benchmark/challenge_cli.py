@@ -34,24 +34,15 @@ from synsetforge.benchmark.queue import DEFAULT_LEASE
 from synsetforge.benchmark.queue import counts as job_counts
 from synsetforge.benchmark.standings import Board, board_csv, leaderboard, team_submissions
 from synsetforge.benchmark.submissions import count_submissions, submit
+from synsetforge.cliopts import ProjectOpt
 from synsetforge.errors import InputError
-from synsetforge.store.project import PROJECT_ENV, Project
+from synsetforge.store.project import Project
 
 console = Console(highlight=False)
 
 challenge_app = typer.Typer(
     help="ILSVRC-style challenges: hidden test labels, per-team limits, leaderboards.", no_args_is_help=True
 )
-
-ProjectOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--project",
-        "-p",
-        envvar=PROJECT_ENV,
-        help="Project folder (default: the nearest folder with synsetforge.toml, here or above).",
-    ),
-]
 
 
 class Task(StrEnum):

@@ -15,9 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from synsetforge.cliopts import ProjectOpt
 from synsetforge.crowd.service import CrowdService
 from synsetforge.crowd.settings import CrowdSettings
-from synsetforge.store.project import PROJECT_ENV, Project
+from synsetforge.store.project import Project
 
 console = Console(highlight=False)
 app = typer.Typer(
@@ -27,16 +28,6 @@ workers_app = typer.Typer(
     help="Crowd workers: invite links, marketplace links, list, block.", no_args_is_help=True
 )
 admin_app = typer.Typer(help="Admin access to the web app.", no_args_is_help=True)
-
-ProjectOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--project",
-        "-p",
-        envvar=PROJECT_ENV,
-        help="Project folder (default: the nearest folder with synsetforge.toml, here or above).",
-    ),
-]
 
 
 def _service(project: Project, **overrides: object) -> CrowdService:

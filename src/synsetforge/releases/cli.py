@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from synsetforge.cliopts import ProjectOpt
 from synsetforge.errors import InputError
 from synsetforge.releases.exports import FORMATS, export_release
 from synsetforge.releases.exports.folders import DEFAULT_SHARD_SIZE
@@ -30,7 +31,7 @@ from synsetforge.releases.release import (
 from synsetforge.releases.report import write_report
 from synsetforge.releases.splits import DEFAULT_PHASH_DISTANCE, SplitSpec
 from synsetforge.store import schema
-from synsetforge.store.project import PROJECT_ENV, Project
+from synsetforge.store.project import Project
 
 app = typer.Typer(
     help="Immutable releases of the accepted images: create, diff, audit, report, export.",
@@ -39,12 +40,6 @@ app = typer.Typer(
 audit_app = typer.Typer(help="Expert audits of a release's precision.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
-ProjectOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--project", "-p", envvar=PROJECT_ENV, help="Project folder (default: nearest with synsetforge.toml)."
-    ),
-]
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {
     "": 1,

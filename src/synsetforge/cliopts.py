@@ -1,0 +1,20 @@
+"""Command-line options shared by every stage's commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from synsetforge.store.project import PROJECT_ENV
+
+ProjectOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--project",
+        "-p",
+        envvar=PROJECT_ENV,
+        help="Project folder (default: the nearest folder with synsetforge.toml, here or above).",
+    ),
+]
