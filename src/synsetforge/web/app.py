@@ -3,7 +3,8 @@
 Server-rendered HTML (Jinja2, autoescaping on for every template, so a gloss or a custom category name is
 always shown as text) with a little JavaScript for keyboard shortcuts; a JSON API under /api/v1 described
 by OpenAPI; images streamed from the blob store only to their task's worker or to admins. Without a token
-only the landing page, the static assets and the entry links (invite, marketplace, admin login) answer.
+only the landing page, the static assets, the entry links (invite, marketplace, admin login) and the public
+release explorer (`/explore`, train and val items only) answer.
 """
 
 from __future__ import annotations
