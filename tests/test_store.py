@@ -300,3 +300,14 @@ def test_sqlite_engine_for_plain_create_engine_users(tmp_path: Path) -> None:
     with e.connect() as conn:
         assert conn.execute(text("SELECT id FROM synsets")).scalars().all() == ["n02084071"]
     e.dispose()
+
+
+def test_blob_store_recovers_when_its_folders_are_removed(tmp_path: Path) -> None:
+    import shutil
+
+    blobs = BlobStore(tmp_path / "b")
+    key = blobs.put(b"again")
+    shutil.rmtree(tmp_path / "b")  # e.g. an operator cleared the store while the process ran
+    assert blobs.put(b"again") == key
+    assert blobs.get(key) == b"again"
+    assert [p.name for p in (tmp_path / "b").rglob(".tmp-*")] == []
