@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+HASH := $(shell sha1sum pyproject.toml | cut -c1-12)
+RUNTIME := $(VENV)/.runtime-$(HASH)
+TESTING := $(VENV)/.testing-$(HASH)
 LINTED := src tests bench scripts
 
 .PHONY: demo test lint typecheck unit bench-venv clean
@@ -10,30 +12,37 @@ LINTED := src tests bench scripts
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall when pyproject.toml changes. torch is pinned to the CPU wheel (2.13.0) in the test extra.
-$(STAMP): pyproject.toml | $(BIN)/python
+# Reinstall when pyproject.toml changes. The demo needs only the package; tests also need the test extra
+# (torch pinned to the 2.13.0 CPU wheel, playwright, torchmetrics, webdataset, pycocotools, imagehash, ray).
+$(RUNTIME): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
-	rm -f $(VENV)/.installed-*
+	$(BIN)/python -m pip install -q -e .
+	rm -f $(VENV)/.runtime-*
 	touch $@
 
-demo: $(STAMP)
+$(TESTING): $(RUNTIME)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	rm -f $(VENV)/.testing-*
+	touch $@
+
+demo: $(RUNTIME)
 	$(BIN)/synsetforge demo demo-project
 
-lint: $(STAMP)
+lint: $(TESTING)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 
-typecheck: $(STAMP)
+typecheck: $(TESTING)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(TESTING)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
 
-# Peers used only by benchmarks (crowd-kit, img2dataset) live in their own venv: they pull large or
-# conflicting dependencies that must not reach the package's runtime.
+# Peers used only by benchmarks (crowd-kit, scikit-image) live in their own venv: they pull large or
+# conflicting dependencies that must not reach the package's runtime. img2dataset has its own too
+# (see README, Benchmarks).
 bench-venv:
 	$(PYTHON) -m venv .bench-venv
 	.bench-venv/bin/python -m pip install -q --upgrade pip
