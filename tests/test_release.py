@@ -124,7 +124,8 @@ def test_a_later_duplicate_link_across_splits_is_reported_not_applied(tmp_path: 
             )
         leaks = check_split_leaks(project, rel)
         assert leaks["straddling"] == 1
-        assert sorted([train.image_id, val.image_id]) in leaks["examples"]
+        # the reported cluster holds both (and any pHash neighbour of theirs in the release)
+        assert any({train.image_id, val.image_id} <= set(ex) for ex in leaks["examples"])
         again, items_again = _items(project, "v1")
         assert again.manifest_sha256 == rel.manifest_sha256 and items_again == items
 
