@@ -3,8 +3,10 @@ uvicorn on 127.0.0.1: open the tree, follow a synset, page its grid, open an ima
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +50,16 @@ def browser() -> Iterator[object]:
             b.close()
 
 
+def _eventually(page: Any, expression: str, timeout_s: float = 15.0) -> bool:
+    """Poll a JS expression from Python (the pages' CSP forbids the eval that wait_for_function uses)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if page.evaluate(expression):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_browse_tree_then_synset_then_image(served: ThreadedServer, browser: object) -> None:
     page = browser.new_page()  # type: ignore[attr-defined]
     page.set_default_timeout(15000)
@@ -70,9 +82,10 @@ def test_browse_tree_then_synset_then_image(served: ThreadedServer, browser: obj
     assert "black-and-white" in page.locator("#gloss").inner_text()
     tiles = page.locator("#grid img")
     assert tiles.count() >= 5
-    page.wait_for_load_state("load")
-    assert page.evaluate(
-        "Array.from(document.querySelectorAll('#grid img')).every(i => i.complete && i.naturalWidth > 0)"
+    # thumbnails are lazy-loaded: wait (bounded) until every one has decoded; a broken image never does
+    assert _eventually(
+        page,
+        "Array.from(document.querySelectorAll('#grid img')).every(i => i.complete && i.naturalWidth > 0)",
     )
     # paging: 3 per page, next then previous
     page.goto(f"{served.url}/explore/v1/synset/{WNIDS[1]}?per_page=3")
@@ -84,7 +97,7 @@ def test_browse_tree_then_synset_then_image(served: ThreadedServer, browser: obj
     page.locator("#grid a").first.click()
     page.wait_for_url("**/explore/v1/image/*")
     assert page.locator("h1").inner_text().startswith("Image ")
-    assert page.evaluate("document.querySelector('#picture').naturalWidth > 0")
+    assert _eventually(page, "document.querySelector('#picture').naturalWidth > 0")
     row = page.locator("#provenance tbody tr").first.inner_text()
     assert WNIDS[1] in row and "query for" in row
     # search from the header
