@@ -13,11 +13,12 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.consensus import playable
+from synsetforge.crowd.simulate import DecisionRates
 from synsetforge.store import schema
 
 
 @dataclass(frozen=True)
-class TruthReport:
+class TruthReport(DecisionRates):
     images: int
     accepted: int
     rejected: int
@@ -30,18 +31,6 @@ class TruthReport:
     votes_excluded: int
     gold_votes: int
     with_truth: int
-
-    @property
-    def decided(self) -> int:
-        return self.accepted + self.rejected
-
-    @property
-    def precision(self) -> float:
-        return self.true_accepted / self.accepted if self.accepted else float("nan")
-
-    @property
-    def recall(self) -> float:
-        return self.true_accepted / self.positives if self.positives else float("nan")
 
     @property
     def votes_per_decided(self) -> float:

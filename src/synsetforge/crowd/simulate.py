@@ -148,8 +148,34 @@ def screen_workers(
     return admitted, blocked, len(workers) * gold.questions
 
 
+class DecisionRates:
+    """Precision, recall and decided count from accepted/rejected/true_accepted/positives counts.
+
+    Shared by the in-memory simulation report and the store's ground-truth report, so both compute the
+    figures the same way (NaN when a denominator is zero).
+    """
+
+    accepted: int
+    rejected: int
+    true_accepted: int
+    positives: int
+
+    @property
+    def decided(self) -> int:
+        return self.accepted + self.rejected
+
+    @property
+    def precision(self) -> float:
+        """Share of accepted images that are really good (NaN if nothing was accepted)."""
+        return self.true_accepted / self.accepted if self.accepted else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return self.true_accepted / self.positives if self.positives else float("nan")
+
+
 @dataclass(frozen=True)
-class SimulationReport:
+class SimulationReport(DecisionRates):
     """What a verification strategy cost and how right it was, against the ground truth.
 
     votes counts every vote on candidate images (initial subsets included); gold votes are separate.
@@ -175,19 +201,6 @@ class SimulationReport:
     tables: dict[str, ConfidenceTable] = field(default_factory=dict)
     initial_tasks: tuple[str, ...] = ()
     vote_log: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def decided(self) -> int:
-        return self.accepted + self.rejected
-
-    @property
-    def precision(self) -> float:
-        """Share of accepted images that are really good (NaN if nothing was accepted)."""
-        return self.true_accepted / self.accepted if self.accepted else float("nan")
-
-    @property
-    def recall(self) -> float:
-        return self.true_accepted / self.positives if self.positives else float("nan")
 
     @property
     def accuracy(self) -> float:

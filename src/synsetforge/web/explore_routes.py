@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import func, select
 
 from synsetforge import __version__
+from synsetforge.crowd.service import sniff_media_type
 from synsetforge.errors import InputError, NotFoundError, SynsetforgeError
 from synsetforge.hierarchy.model import Hierarchy
 from synsetforge.releases import explore
@@ -228,18 +229,6 @@ _CANDIDATE_FIELDS = (
 )
 
 
-def _media_type(data: bytes) -> str:
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    if data.startswith(b"\x89PNG"):
-        return "image/png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return "application/octet-stream"
-
-
 # -- pages ----------------------------------------------------------------------------------------
 
 
@@ -307,7 +296,7 @@ def image_bytes(project: ProjectDep, release: str, image_id: int) -> Response:
         raise NotFoundError(f"image {image_id} has no stored bytes")
     data = project.blobs.get(key)
     return Response(
-        data, media_type=_media_type(data), headers={"Cache-Control": "public, max-age=86400, immutable"}
+        data, media_type=sniff_media_type(data), headers={"Cache-Control": "public, max-age=86400, immutable"}
     )
 
 

@@ -414,6 +414,13 @@ class SearchSource:
     def pages(self, query: str, cap: int) -> Iterator[list[Hit]]:
         raise NotImplementedError
 
+    def _connect(self, *, sleep: Any = None, **client_options: Any) -> None:
+        """Create the report and the JSON client (timeouts, retries, pacing, headers) for this source."""
+        self.report = SourceReport(self.name)
+        if sleep is not None:
+            client_options["sleep"] = sleep
+        self.client = JsonClient(self.name, report=self.report, **client_options)
+
     def close(self) -> None:
         """Release the HTTP connection pool."""
         self.client.close()

@@ -14,11 +14,9 @@ from typing import Any
 from synsetforge.candidates.sources._search import (
     DEFAULT_USER_AGENT,
     Hit,
-    JsonClient,
     QueryFn,
     SearchApiError,
     SearchSource,
-    SourceReport,
 )
 from synsetforge.errors import InputError
 
@@ -93,17 +91,13 @@ class FlickrSource(SearchSource):
         self.queries = queries
         self.strict = strict
         self.max_retries = max_retries
-        self.report = SourceReport(self.name)
-        kw: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-        self.client = JsonClient(
-            self.name,
+        self._connect(
             user_agent=user_agent,
             timeout_s=timeout_s,
             max_retries=max_retries,
             backoff_base_s=backoff_base_s,
             min_interval_s=min_interval_s,
-            report=self.report,
-            **kw,
+            sleep=sleep,
         )
 
     def _call(self, query: str, page: int) -> dict[str, Any]:

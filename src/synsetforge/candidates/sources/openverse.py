@@ -14,11 +14,9 @@ from typing import Any
 from synsetforge.candidates.sources._search import (
     DEFAULT_USER_AGENT,
     Hit,
-    JsonClient,
     QueryFn,
     SearchApiError,
     SearchSource,
-    SourceReport,
     normalize_license,
 )
 
@@ -63,19 +61,15 @@ class OpenverseSource(SearchSource):
             self.filters["license_type"] = license_type
         self.queries = queries
         self.strict = strict
-        self.report = SourceReport(self.name)
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        kw: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-        self.client = JsonClient(
-            self.name,
+        self._connect(
             user_agent=user_agent,
             timeout_s=timeout_s,
             max_retries=max_retries,
             backoff_base_s=backoff_base_s,
             min_interval_s=min_interval_s,
             headers=headers,
-            report=self.report,
-            **kw,
+            sleep=sleep,
         )
 
     def pages(self, query: str, cap: int) -> Iterator[list[Hit]]:

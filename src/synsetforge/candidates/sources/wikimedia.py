@@ -13,11 +13,9 @@ from typing import Any
 from synsetforge.candidates.sources._search import (
     DEFAULT_USER_AGENT,
     Hit,
-    JsonClient,
     QueryFn,
     SearchApiError,
     SearchSource,
-    SourceReport,
     normalize_license,
     strip_html,
 )
@@ -52,17 +50,13 @@ class WikimediaSource(SearchSource):
         self.search_prefix = search_prefix.strip()
         self.queries = queries
         self.strict = strict
-        self.report = SourceReport(self.name)
-        kw: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-        self.client = JsonClient(
-            self.name,
+        self._connect(
             user_agent=user_agent,
             timeout_s=timeout_s,
             max_retries=max_retries,
             backoff_base_s=backoff_base_s,
             min_interval_s=min_interval_s,
-            report=self.report,
-            **kw,
+            sleep=sleep,
         )
 
     def _params(self, query: str) -> dict[str, Any]:
