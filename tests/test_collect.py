@@ -15,7 +15,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from _servers import LoopbackServer
-from synsetforge.candidates.collect import CollectOptions, collect
+from synsetforge.candidates.collect import CollectOptions, collect, worker_fetch_policy
 from synsetforge.candidates.netpolicy import FetchPolicy
 from synsetforge.candidates.process import ImagePolicy
 from synsetforge.candidates.sources.folder import FolderSource
@@ -132,6 +132,9 @@ def test_folder_collection_dedups_and_rejects_with_reasons(tmp_path: Path, shape
             assert max(Image.open(io.BytesIO(data)).size) == 128 == max(img.width or 0, img.height or 0)
             assert phash_from_db(img.phash) is not None
         assert s.scalar(select(func.count()).select_from(im).where(im.blob.is_not(None))) == 10
+        # workers file blobs before deduplication: the near duplicate's file must be gone again, so the
+        # folder holds exactly the stored images' blobs (never a duplicate twice)
+        assert sorted(p.blobs.keys()) == sorted(s.scalars(select(im.blob).where(im.blob.is_not(None))))
         assert all(r.domain == "file" for r in s.scalars(select(c)))
     counts = summary.totals()
     assert counts["stored"] == 11 and counts["duplicate"] == 2 and counts["rejected:truncated"] == 1
@@ -165,12 +168,18 @@ def test_engines_agree(tmp_path: Path) -> None:
             kind="folder",
         )
         with p.session() as s:
-            results.append(sorted(s.execute(select(schema.Candidate.key, schema.Candidate.status)).all()))
+            rows = sorted(s.execute(select(schema.Candidate.key, schema.Candidate.status)).all())
+            blobs = sorted(s.scalars(select(schema.Image.blob).where(schema.Image.blob.is_not(None))))
+        assert sorted(p.blobs.keys()) == blobs  # workers' files: no near duplicate left behind
+        results.append((rows, blobs))
         p.close()
     assert results[0] == results[1] == results[2]
 
 
-def test_urls_transient_failures_are_retried_only_with_retry_failed(tmp_path: Path, db_url: str) -> None:
+@pytest.mark.parametrize("in_workers", [False, True], ids=["fetch-in-main", "fetch-in-workers"])
+def test_urls_transient_failures_are_retried_only_with_retry_failed(
+    tmp_path: Path, db_url: str, in_workers: bool
+) -> None:
     images = {f"/img/{i}.jpg": jpeg(100 + i) for i in range(6)}
     state = {"flaky_ok": False, "hits": Counter[str]()}
 
@@ -194,8 +203,16 @@ def test_urls_transient_failures_are_retried_only_with_retry_failed(tmp_path: Pa
         rows += [f"{server.url}/img/flaky.jpg,{TRIANGLE},,", f"{server.url}/img/missing.jpg,{TRIANGLE},,"]
         lst.write_text("url,synset,license,author\n" + "\n".join(rows) + "\n")
         fetch = FetchPolicy(allow_private=True, max_retries=0, per_domain_rate=0)
-        collect(p, UrlListSource(lst), [TRIANGLE], options(fetch_policy=fetch), kind="urls")
+        first = collect(
+            p,
+            UrlListSource(lst),
+            [TRIANGLE],
+            options(fetch_policy=fetch, fetch_in_workers=in_workers),
+            kind="urls",
+        )
         assert statuses(p) == {"stored": 6, "failed": 2}
+        totals = first.totals()
+        assert totals["fetched"] == 6 and totals["failed:http_503"] == 1 and totals["failed:http_404"] == 1
         with p.session() as s:
             c = schema.Candidate
             failed = dict(s.execute(select(c.url, c.transient).where(c.status == "failed")).all())
@@ -206,7 +223,11 @@ def test_urls_transient_failures_are_retried_only_with_retry_failed(tmp_path: Pa
         hits_before = Counter(state["hits"])  # type: ignore[arg-type]
         state["flaky_ok"] = True
         summary = collect(
-            p, UrlListSource(lst), [TRIANGLE], options(fetch_policy=fetch, retry_failed=True), kind="urls"
+            p,
+            UrlListSource(lst),
+            [TRIANGLE],
+            options(fetch_policy=fetch, retry_failed=True, fetch_in_workers=in_workers),
+            kind="urls",
         )
         assert summary.registered == 0 and summary.processed == 1
         hits = Counter(state["hits"]) - hits_before  # type: ignore[arg-type]
@@ -215,6 +236,52 @@ def test_urls_transient_failures_are_retried_only_with_retry_failed(tmp_path: Pa
     st = candidate_stats(p)
     assert st.by_domain["127.0.0.1"].statuses["stored"] == 7
     assert st.by_source["urls"].success_rate == pytest.approx(7 / 8)
+
+
+def test_fetching_in_worker_processes_gives_the_same_store(tmp_path: Path) -> None:
+    images = {f"/img/{i}.jpg": jpeg(300 + i) for i in range(40)}
+    images["/img/again.jpg"] = images["/img/3.jpg"]  # an exact duplicate under another URL
+    images["/img/near.jpg"] = reencode(images["/img/5.jpg"], 60)  # a near duplicate
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path == "/img/gone.jpg":
+            return web.Response(status=404)
+        return web.Response(body=images[request.path], content_type="image/jpeg")
+
+    app = web.Application()
+    app.router.add_get("/img/{name}", handler)
+    stores = []
+    with LoopbackServer(app) as server:
+        lst = tmp_path / "urls.csv"
+        lines = [f"{server.url}{path},{TRIANGLE}" for path in [*images, "/img/gone.jpg"]]
+        lst.write_text("url,synset\n" + "\n".join(lines) + "\n")
+        for in_workers in (False, True):
+            p = Project.init(tmp_path / f"p{int(in_workers)}")
+            p.add_synsets([TRIANGLE])
+            opts = options(
+                engine="process",
+                fetch_policy=FetchPolicy(allow_private=True, per_domain_rate=0, max_retries=0),
+                fetch_in_workers=in_workers,
+            )
+            summary = collect(p, UrlListSource(lst), [TRIANGLE], opts, kind="urls")
+            assert summary.totals()["fetched"] == len(images)
+            with p.session() as s:
+                c = schema.Candidate
+                rows = sorted(s.execute(select(c.url, c.status, c.reject_reason)).all())
+                blobs = sorted(s.scalars(select(schema.Image.blob).where(schema.Image.blob.is_not(None))))
+            assert sorted(p.blobs.keys()) == blobs  # the near duplicate's file was removed again
+            stores.append((rows, blobs))
+            p.close()
+    assert stores[0] == stores[1]
+    assert Counter(status for _, status, _ in stores[0][0]) == {"stored": 40, "duplicate": 2, "failed": 1}
+
+
+def test_each_downloading_worker_gets_its_share_of_the_limits() -> None:
+    policy = FetchPolicy(max_in_flight=64, per_domain_concurrency=8, per_domain_rate=10.0, per_domain_burst=5)
+    share = worker_fetch_policy(policy, 4)
+    assert (share.max_in_flight, share.per_domain_concurrency, share.per_domain_burst) == (16, 2, 1)
+    assert share.per_domain_rate == pytest.approx(2.5)
+    assert worker_fetch_policy(policy, 100).per_domain_concurrency == 1  # never zero
 
 
 def test_unknown_synsets_are_refused(tmp_path: Path) -> None:

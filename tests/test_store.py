@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from synsetforge.errors import InputError, NotFoundError, StoreError
 from synsetforge.store import Project, schema
 from synsetforge.store.blobs import BlobStore, sha256_hex
-from synsetforge.store.migrate import current_revision, ensure_schema, head_revision
+from synsetforge.store.migrate import HEAD_REVISION, current_revision, ensure_schema, head_revision
 from synsetforge.store.project import engine_url, make_engine
 
 
@@ -100,6 +100,14 @@ def test_migrations_build_exactly_the_models(tmp_path: Path, db_url: str) -> Non
         diff = compare_metadata(MigrationContext.configure(conn), schema.Base.metadata)
     assert diff == []
     engine.dispose()
+
+
+def test_head_revision_constant_is_the_newest_migration(tmp_path: Path) -> None:
+    # the fast path of ensure_schema trusts HEAD_REVISION; a new migration must move it
+    assert HEAD_REVISION == head_revision()
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    ensure_schema(engine)
+    assert ensure_schema(engine) == HEAD_REVISION == current_revision(engine)
 
 
 def test_upgrade_from_the_previous_schema_keeps_data(tmp_path: Path, db_url: str) -> None:

@@ -121,6 +121,14 @@ def collect_command(
     per_domain_rate: Annotated[
         float, typer.Option(min=0.0, help="Requests per second to one host; 0: no limit (a local mirror).")
     ] = FetchPolicy.per_domain_rate,
+    fetch_in_workers: Annotated[
+        bool,
+        typer.Option(
+            "--fetch-in-workers/--fetch-in-main",
+            help="Workers download their own chunks (img2dataset's layout; limits split between workers), "
+            "or the main process downloads for all.",
+        ),
+    ] = False,
     project: ProjectOpt = None,
 ) -> None:
     """Collect candidate images: register, download, validate, resize, hash, deduplicate and store."""
@@ -159,6 +167,7 @@ def collect_command(
             fetch_policy=fetch,
             near_distance=near_distance,
             retry_failed=retry_failed,
+            fetch_in_workers=fetch_in_workers,
         )
         columns = (
             TextColumn("[bold]collect[/]"),
@@ -167,7 +176,7 @@ def collect_command(
             TextColumn("{task.fields[rate]:>8} img/s"),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, console=console, transient=False) as bar:
+        with Progress(*columns, console=console, transient=False, refresh_per_second=4) as bar:
             task = bar.add_task("collect", total=None, rate="-")
             started: list[float] = []
 

@@ -16,6 +16,7 @@ Shaped like img2dataset's reader -> downloader -> resizer -> writer, with the pr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import queue
@@ -33,10 +34,12 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from synsetforge.candidates.dedup import DuplicateIndex
 from synsetforge.candidates.download import Downloader
 from synsetforge.candidates.netpolicy import FetchPolicy
-from synsetforge.candidates.process import ImagePolicy, process_image
+from synsetforge.candidates.process import ImagePolicy
 from synsetforge.candidates.types import CandidateRef, Fetched, ProcessedImage, Rejected
+from synsetforge.candidates.work import close_fetcher, fetch_process_chunk, process_chunk
 from synsetforge.errors import InputError
 from synsetforge.store import schema
+from synsetforge.store.blobs import BlobStore
 from synsetforge.store.bulk import insert_ignore
 from synsetforge.store.hashes import phash_from_db, phash_to_db
 from synsetforge.store.project import Project
@@ -62,6 +65,7 @@ class CollectOptions:
     chunk_size: int = 16
     page_size: int = 2000
     background_writer: bool = True  # blob files and database rows written by a thread of their own
+    fetch_in_workers: bool = False  # workers download their own chunks (see `candidates.work`)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -97,24 +101,6 @@ ProgressHook = Callable[[int, int], None]  # (done, total)
 # --- stage functions (run in workers: plain data in, plain data out) --------------------------------
 
 
-def render_synthetic(url: str) -> bytes:
-    from synsetforge.candidates.sources.synthetic import render_url
-
-    return render_url(url)
-
-
-def process_chunk(
-    items: Sequence[tuple[int, str, bytes | None]], policy: ImagePolicy
-) -> list[tuple[int, ProcessedImage | Rejected]]:
-    """Decode, validate, normalize and hash a chunk of images; synthetic ones are rendered here first."""
-    out: list[tuple[int, ProcessedImage | Rejected]] = []
-    for cid, url, data in items:
-        if data is None:
-            data = render_synthetic(url)
-        out.append((cid, process_image(data, policy)))
-    return out
-
-
 # --- registering refs ----------------------------------------------------------------------------
 
 
@@ -135,6 +121,26 @@ def _domain(url: str) -> str | None:
     if parts.scheme in ("http", "https"):
         return (parts.hostname or "").lower() or None
     return parts.scheme or None
+
+
+class LazyHierarchy:
+    """The project's hierarchy, loaded only when a source needs more than "is this a known synset?".
+
+    Why: loading WordNet takes 0.3-2 s, and URL lists and folders only check the synset ids of their rows;
+    an id that is one of the project's synsets is known without it (they were checked when added).
+    """
+
+    def __init__(self, project: Project) -> None:
+        self._project = project
+        self._ids: frozenset[str] | None = None
+
+    def __contains__(self, synset_id: object) -> bool:
+        if self._ids is None:
+            self._ids = frozenset(self._project.synset_ids())
+        return synset_id in self._ids or synset_id in self._project.hierarchy
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._project.hierarchy, name)
 
 
 def _is_positive(project: Project, ref: CandidateRef) -> bool:
@@ -275,13 +281,14 @@ def _forkserver() -> Any:
     """The forkserver context, started now (it imports the pipeline while the caller does other work).
 
     forkserver: the downloader runs an event loop in a thread, and forking a threaded process is unsafe. The
-    server imports this module once and every worker forks with it loaded instead of importing it again.
+    server imports the worker module (`candidates.work`: image code only, no database layer) once and every
+    worker forks with it loaded instead of importing it again.
     """
     import multiprocessing
     import multiprocessing.forkserver
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
+    ctx.set_forkserver_preload(["synsetforge.candidates.work"])
     multiprocessing.forkserver.ensure_running()
     return ctx
 
@@ -431,6 +438,8 @@ class _Writer:
         updates: list[dict[str, Any]] = []
         new_images: dict[str, dict[str, Any]] = {}
         links: list[tuple[int, str, str]] = []  # (candidate, synset, canonical sha)
+        new_blobs: set[str] = set()
+        dropped: list[str] = []  # blobs of duplicates that workers already wrote
         for cid, synset_id, res in batch:
             if isinstance(res, Fetched):  # download failed
                 updates.append(self._status(cid, "failed", res.reason, res.transient, now))
@@ -442,8 +451,9 @@ class _Writer:
                 hit = self.index.match(res.sha256, res.phash)
                 if hit is None:
                     self.index.add(res.sha256, res.sha256, res.phash)
-                    key = self.project.blobs.put(res.data)
+                    key = res.blob or self.project.blobs.put(res.data)
                     new_images[res.sha256] = self._image_row(res, key, None, None, now)
+                    new_blobs.add(key)
                     links.append((cid, synset_id, res.sha256))
                 else:
                     canonical = str(hit.image_id)
@@ -451,6 +461,8 @@ class _Writer:
                         # keep the near-duplicate's provenance, not its bytes
                         new_images[res.sha256] = self._image_row(res, None, canonical, hit.distance, now)
                     links.append((cid, synset_id, canonical))
+                    if res.blob is not None:
+                        dropped.append(res.blob)  # a worker filed it before the duplicate was known
         with self.project.session() as s:
             im = schema.Image
             canon_rows = [r for r in new_images.values() if r["_dup_sha"] is None]
@@ -482,8 +494,23 @@ class _Writer:
                 self._count(synset_id, status)
             if updates:
                 s.execute(_STATUS_UPDATE, updates)
+            drop = self._unreferenced(s, set(dropped) - new_blobs)
+        if drop:  # after the commit: a crash before it leaves the file, and the rerun removes it
+            store = self.project.blobs
+            assert isinstance(store, BlobStore)  # workers only write to local folders (worker_blob_root)
+            for key in drop:
+                store.path(key).unlink(missing_ok=True)
         with self.lock:
             self.summary.processed += len(batch)
+
+    @staticmethod
+    def _unreferenced(session: Any, keys: set[str]) -> list[str]:
+        """The blob keys no stored image uses (two different originals can normalise to the same bytes)."""
+        if not keys:
+            return []
+        im = schema.Image
+        used = set(session.scalars(select(im.blob).where(im.blob.in_(sorted(keys)))))
+        return sorted(keys - used)
 
     @staticmethod
     def _status(
@@ -535,6 +562,27 @@ def fetch_stream(
         yield fetched.ref, fetched
 
 
+def worker_blob_root(project: Project, options: CollectOptions) -> str | None:
+    """The folder workers file blobs in themselves, or None when the main process writes them: Ray workers
+    may run on other machines, and only a local folder store can be shared this way."""
+    if options.engine == "ray" or type(project.blobs) is not BlobStore:
+        return None
+    return str(project.blobs.root)
+
+
+def worker_fetch_policy(policy: FetchPolicy, workers: int) -> FetchPolicy:
+    """Each of `workers` downloading workers gets its share of the run's limits, so that together they stay
+    within the per-domain concurrency and rate (and the in-flight total) that the policy allows."""
+    return dataclasses.replace(
+        policy,
+        max_in_flight=max(1, policy.max_in_flight // workers),
+        max_connections=max(1, policy.max_connections // workers),
+        per_domain_concurrency=max(1, policy.per_domain_concurrency // workers),
+        per_domain_rate=policy.per_domain_rate / workers,
+        per_domain_burst=max(1, policy.per_domain_burst // workers),
+    )
+
+
 def run_pipeline(
     project: Project,
     stream: Iterator[tuple[CandidateRef, Fetched | None]],
@@ -542,25 +590,46 @@ def run_pipeline(
     options: CollectOptions,
     summary: CollectSummary,
     progress: ProgressHook | None = None,
+    fetch_in_workers: bool = False,
 ) -> None:
-    """Process and write fetched refs (each carrying its candidate id in `extra`)."""
+    """Process and write fetched refs (each carrying its candidate id in `extra`).
+
+    With `fetch_in_workers` the stream carries refs only (no `Fetched`) and each worker downloads its chunk.
+    """
     first = next(stream, None)
     if first is None:
         return  # nothing to do: don't start a worker pool
     stream = itertools.chain([first], stream)
     writer = _Writer(project, options, summary, background=options.background_writer)
+    blob_root = worker_blob_root(project, options)
     synset_of: dict[int, str] = {}
-    chunk: list[tuple[int, str, bytes | None]] = []
-    in_flight: deque[Future[list[tuple[int, ProcessedImage | Rejected]]]] = deque()
+    chunk: list[Any] = []
+    in_flight: deque[Future[list[tuple[int, Any]]]] = deque()
     workers = options.workers or os.cpu_count() or 1
     max_in_flight = max(2, workers * 4)
+    chunk_size = options.chunk_size
+    if fetch_in_workers:
+        fetch_policy = worker_fetch_policy(options.fetch_policy, workers)
+        chunk_size = max(chunk_size, fetch_policy.max_in_flight)  # enough downloads in flight per worker
+        max_in_flight = max(2, workers * 2)
     done = 0
+
+    def submit(items: list[Any]) -> None:
+        if fetch_in_workers:
+            fut = pool.submit(fetch_process_chunk, items, fetch_policy, options.image_policy, blob_root)
+        else:
+            fut = pool.submit(process_chunk, items, options.image_policy, blob_root)
+        in_flight.append(fut)
 
     def drain(block_until: int) -> None:
         nonlocal done
         while len(in_flight) > block_until:
             for cid, res in in_flight.popleft().result():
-                writer.add(cid, synset_of.pop(cid), res)
+                synset_id = synset_of.pop(cid)
+                if fetch_in_workers and not isinstance(res, Fetched):
+                    with writer.lock:
+                        summary.count(synset_id, "fetched")
+                writer.add(cid, synset_id, res)
                 done += 1
             if progress:
                 progress(done, total)
@@ -573,21 +642,27 @@ def run_pipeline(
                     writer.add(cid, ref.synset_id, fetched)
                     done += 1
                     continue
-                with writer.lock:
-                    summary.count(ref.synset_id, "fetched")
                 synset_of[cid] = ref.synset_id
-                chunk.append((cid, ref.url, None if fetched is None else fetched.data))
-                if len(chunk) >= options.chunk_size:
-                    in_flight.append(pool.submit(process_chunk, chunk, options.image_policy))
+                if fetch_in_workers:
+                    chunk.append((cid, ref))
+                else:
+                    with writer.lock:
+                        summary.count(ref.synset_id, "fetched")
+                    chunk.append((cid, ref.url, None if fetched is None else fetched.data))
+                if len(chunk) >= chunk_size:
+                    submit(chunk)
                     chunk = []
                     drain(max_in_flight)
             if chunk:
-                in_flight.append(pool.submit(process_chunk, chunk, options.image_policy))
+                submit(chunk)
             drain(0)
         writer.close()
     except BaseException:
         writer.abort()
         raise
+    finally:
+        if fetch_in_workers and options.engine in ("thread", "inline"):
+            close_fetcher()  # the downloader lived in this process
     if progress:
         progress(done, total)
 
@@ -620,7 +695,7 @@ def collect(
     source_id = source_row(project, kind or getattr(source, "kind", source.name), source.name)
     if not options.retry_failed:
         summary.registered = register_refs(
-            project, source_id, source.refs(synset_ids, options.per_synset, project.hierarchy)
+            project, source_id, source.refs(synset_ids, options.per_synset, LazyHierarchy(project))
         )
     total = count_work(project, source_id, synset_ids, options.retry_failed)
     if on_total:
@@ -635,9 +710,14 @@ def collect(
         refs = pending_refs(
             project, source_id, synset_ids, options.retry_failed, options.page_size, synthetic
         )
-        stream = fetch_stream(refs, options.fetch_policy, synthetic)
+        in_workers = options.fetch_in_workers and not synthetic
+        stream = (
+            ((ref, None) for ref in refs)
+            if in_workers
+            else fetch_stream(refs, options.fetch_policy, synthetic)
+        )
         before = summary.processed
-        run_pipeline(project, stream, total, options, summary, progress_all)
+        run_pipeline(project, stream, total, options, summary, progress_all, fetch_in_workers=in_workers)
         done += summary.processed - before
     summary.elapsed_s = time.perf_counter() - start
     return summary

@@ -76,6 +76,7 @@ class ProcessedImage:
     orig_bytes: int
     orig_format: str
     phash: int  # 64-bit perceptual hash, unsigned
+    blob: str | None = None  # set when a worker already filed `data` in the blob store (then `data` is b"")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,27 @@
-"""The project store: metadata database (SQLite or PostgreSQL) and content-addressed blobs."""
+"""The project store: metadata database (SQLite or PostgreSQL) and content-addressed blobs.
 
-from synsetforge.store.blobs import BlobStore
-from synsetforge.store.project import Project, ProjectConfig
+Names are imported on first use (PEP 562), so `synsetforge.store.blobs` can be used without loading the
+database layer: collection workers only ever need the blob store.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from synsetforge.store.blobs import BlobStore
+    from synsetforge.store.project import Project, ProjectConfig
 
 __all__ = ["BlobStore", "Project", "ProjectConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BlobStore":
+        from synsetforge.store.blobs import BlobStore
+
+        return BlobStore
+    if name in ("Project", "ProjectConfig"):
+        from synsetforge.store import project
+
+        return getattr(project, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
