@@ -27,6 +27,7 @@ it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import warnings
@@ -335,6 +336,13 @@ def encode_jpeg(image: Image.Image, quality: int) -> bytes:
     )
 
 
+@functools.cache
+def _can_decode(fmt: str) -> bool:
+    """Whether this Pillow build has a decoder for `fmt` (asked once per format and process)."""
+    Image.init()  # registers every plugin
+    return fmt in Image.OPEN and (fmt not in _CODEC_FEATURE or bool(features.check(_CODEC_FEATURE[fmt])))
+
+
 def process_image(data: bytes, policy: ImagePolicy | None = None) -> ProcessedImage | Rejected:
     """Validate and normalise one downloaded payload (see the module docstring for reasons and speed)."""
     policy = policy or DEFAULT_POLICY
@@ -345,8 +353,7 @@ def process_image(data: bytes, policy: ImagePolicy | None = None) -> ProcessedIm
         return Rejected("not_image", describe_non_image(data))
     if fmt not in policy.formats:
         return Rejected("unsupported_format", f"{fmt} is not accepted by the policy")
-    Image.init()  # registers every plugin once; a no-op afterwards
-    if fmt not in Image.OPEN or (fmt in _CODEC_FEATURE and not features.check(_CODEC_FEATURE[fmt])):
+    if not _can_decode(fmt):
         return Rejected("unsupported_format", f"this Pillow build cannot decode {fmt}")
     try:
         image, real_format, orig_w, orig_h = _decode(data, fmt, policy)
