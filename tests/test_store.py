@@ -104,7 +104,7 @@ def test_migrations_build_exactly_the_models(tmp_path: Path, db_url: str) -> Non
 
 def test_head_revision_constant_is_the_newest_migration(tmp_path: Path) -> None:
     # the fast path of ensure_schema trusts HEAD_REVISION; a new migration must move it
-    assert HEAD_REVISION == head_revision()
+    assert head_revision() == HEAD_REVISION
     engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     ensure_schema(engine)
     assert ensure_schema(engine) == HEAD_REVISION == current_revision(engine)

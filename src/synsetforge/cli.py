@@ -90,13 +90,20 @@ def init(
     taxonomy: Annotated[
         Path | None, typer.Option(help="Custom taxonomy (YAML or CSV) instead of WordNet 3.0.")
     ] = None,
+    blobs: Annotated[
+        str | None,
+        typer.Option(
+            help="Where image bytes go (default: DIR/blobs): a folder (relative to DIR, or absolute) or an "
+            "fsspec URL, e.g. s3://bucket/prefix, gcs://bucket/prefix, file:///abs/path"
+        ),
+    ] = None,
 ) -> None:
-    """Create a project: config file, metadata database (SQLite WAL or PostgreSQL) and blob folder."""
-    with Project.init(directory, db=db, name=name, taxonomy=taxonomy) as project:
+    """Create a project: config file, metadata database (SQLite WAL or PostgreSQL) and blob store."""
+    with Project.init(directory, db=db, name=name, taxonomy=taxonomy, blobs=blobs) as project:
         console.print(f"Created project [bold]{project.config.name}[/] in {project.root}")
         console.print(f"  config    {project.root / 'synsetforge.toml'}")
         console.print(f"  database  {project.dialect} (schema revision {project.revision})")
-        console.print(f"  blobs     {project.blobs.root}")
+        console.print(f"  blobs     {project.blobs.location}")
         console.print(f"  taxonomy  {project.config.taxonomy}")
 
 
@@ -106,6 +113,7 @@ def info(project: ProjectOpt = None) -> None:
     with Project.open(project) as p:
         console.print(f"[bold]{p.config.name}[/] at {p.root}")
         console.print(f"database {p.dialect}, schema revision {p.revision}; taxonomy {p.config.taxonomy}")
+        console.print(f"blobs {p.blobs.location}")
         table = Table("table", "rows")
         for name, n in p.counts().items():
             table.add_row(name, f"{n:,}")

@@ -81,7 +81,7 @@ def run_demo(
     console.print(
         f"database    {project.root / 'project.db'} (SQLite, WAL), schema revision {project.revision}"
     )
-    console.print(f"blobs       {project.blobs.root}")
+    console.print(f"blobs       {project.blobs.location}")
     console.print(f"release     {project.root / 'release-v1'} (report.html, datasheet)")
     console.print(f"next        .venv/bin/synsetforge info -p {directory}")
     console.print(f"            .venv/bin/synsetforge candidates stats -p {directory}")

@@ -504,7 +504,7 @@ _manifests: dict[tuple[str, str], dict[str, Any]] = {}
 
 def load_manifest(project: Project, key: str) -> dict[str, Any]:
     """The frozen test manifest (cached: blobs never change under their key). Do not modify the result."""
-    cache_key = (str(project.blobs.root), key)
+    cache_key = (project.blobs.location, key)
     data = _manifests.get(cache_key)
     if data is None:
         data = json.loads(gzip.decompress(project.blobs.get(key)))

@@ -495,11 +495,8 @@ class _Writer:
             if updates:
                 s.execute(_STATUS_UPDATE, updates)
             drop = self._unreferenced(s, set(dropped) - new_blobs)
-        if drop:  # after the commit: a crash before it leaves the file, and the rerun removes it
-            store = self.project.blobs
-            assert isinstance(store, BlobStore)  # workers only write to local folders (worker_blob_root)
-            for key in drop:
-                store.path(key).unlink(missing_ok=True)
+        for key in drop:  # after the commit: a crash before it leaves the file, and the rerun removes it
+            self.project.blobs.delete(key)
         with self.lock:
             self.summary.processed += len(batch)
 

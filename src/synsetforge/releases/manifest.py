@@ -13,16 +13,14 @@ Boxes are ``[xmin, ymin, xmax, ymax]`` (inclusive) in pixels of the stored image
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from synsetforge.errors import StoreError
-from synsetforge.store.blobs import BlobStore
+from synsetforge.errors import NotFoundError, StoreError
+from synsetforge.store.blobs import BlobStorage
 
 FORMAT_VERSION = 1
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
@@ -69,49 +67,37 @@ class Item:
         return cls(**data)
 
 
-def write_manifest(blobs: BlobStore, header: dict[str, Any], items: Iterable[Item]) -> tuple[str, int]:
+def write_manifest(blobs: BlobStorage, header: dict[str, Any], items: Iterable[Item]) -> tuple[str, int]:
     """Write header + items (already sorted) into the blob store; returns (sha256, item count).
 
-    Written to a temporary file while hashing, then renamed into place: the manifest is never held in memory.
+    Streamed through a blob writer (a temporary file hashed while written, then stored under its hash):
+    the manifest is never held in memory.
     """
-    blobs.root.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=blobs.root, prefix=".tmp-manifest-")
-    digest = hashlib.sha256()
     count = 0
+    with blobs.writer() as w:
+        head = {"synsetforge_manifest": FORMAT_VERSION, **header}
+        w.write((json.dumps(head, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n").encode())
+        for item in items:
+            w.write((item.to_json() + "\n").encode("utf-8"))
+            count += 1
+    assert w.key is not None
+    return w.key, count
+
+
+def open_manifest(blobs: BlobStorage, sha256: str) -> IO[bytes]:
+    """The stored manifest as a binary stream; StoreError when it is missing."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            head = {"synsetforge_manifest": FORMAT_VERSION, **header}
-            line = (
-                json.dumps(head, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
-            ).encode()
-            digest.update(line)
-            f.write(line)
-            for item in items:
-                line = (item.to_json() + "\n").encode("utf-8")
-                digest.update(line)
-                f.write(line)
-                count += 1
-        key = digest.hexdigest()
-        target = blobs.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return key, count
+        return blobs.open(sha256)
+    except NotFoundError:
+        raise StoreError(
+            f"the release manifest {sha256} is missing from the blob store {blobs.location}"
+        ) from None
 
 
-def manifest_path(blobs: BlobStore, sha256: str) -> Path:
-    path = blobs.path(sha256)
-    if not path.exists():
-        raise StoreError(f"the release manifest {sha256} is missing from the blob store {blobs.root}")
-    return path
-
-
-def verify_manifest(blobs: BlobStore, sha256: str) -> None:
+def verify_manifest(blobs: BlobStorage, sha256: str) -> None:
     """Raise StoreError unless the stored manifest still hashes to its recorded checksum."""
     digest = hashlib.sha256()
-    with open(manifest_path(blobs, sha256), "rb") as f:
+    with open_manifest(blobs, sha256) as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     if digest.hexdigest() != sha256:
@@ -120,15 +106,19 @@ def verify_manifest(blobs: BlobStore, sha256: str) -> None:
         )
 
 
-def read_header(blobs: BlobStore, sha256: str) -> dict[str, Any]:
-    with open(manifest_path(blobs, sha256), encoding="utf-8") as f:
+def _text(blobs: BlobStorage, sha256: str) -> io.TextIOWrapper:
+    return io.TextIOWrapper(open_manifest(blobs, sha256), encoding="utf-8")
+
+
+def read_header(blobs: BlobStorage, sha256: str) -> dict[str, Any]:
+    with _text(blobs, sha256) as f:
         header: dict[str, Any] = json.loads(f.readline())
     return header
 
 
-def iter_items(blobs: BlobStore, sha256: str, split: str | None = None) -> Iterator[Item]:
+def iter_items(blobs: BlobStorage, sha256: str, split: str | None = None) -> Iterator[Item]:
     """Stream the manifest's items (optionally of one split), in manifest order."""
-    with open(manifest_path(blobs, sha256), encoding="utf-8") as f:
+    with _text(blobs, sha256) as f:
         f.readline()
         for line in f:
             if split is not None:

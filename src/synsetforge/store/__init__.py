@@ -9,17 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from synsetforge.store.blobs import BlobStore
+    from synsetforge.store.blobs import BlobStorage, BlobStore, FsspecBlobStore, open_blob_store
     from synsetforge.store.project import Project, ProjectConfig
 
-__all__ = ["BlobStore", "Project", "ProjectConfig"]
+__all__ = ["BlobStorage", "BlobStore", "FsspecBlobStore", "Project", "ProjectConfig", "open_blob_store"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "BlobStore":
-        from synsetforge.store.blobs import BlobStore
+    if name in ("BlobStorage", "BlobStore", "FsspecBlobStore", "open_blob_store"):
+        from synsetforge.store import blobs
 
-        return BlobStore
+        return getattr(blobs, name)
     if name in ("Project", "ProjectConfig"):
         from synsetforge.store import project
 

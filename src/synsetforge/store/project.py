@@ -3,7 +3,8 @@
 `synsetforge init DIR` writes `synsetforge.toml`; by default the metadata lives in `DIR/project.db`
 (SQLite in WAL mode, so the web server and batch jobs can read while one writes) and image bytes in
 `DIR/blobs`. `--db postgresql://...` keeps the metadata in PostgreSQL instead, for many concurrent
-writers; everything else is the same.
+writers; `--blobs URL` keeps the bytes in another folder or under any fsspec URL (``s3://bucket/prefix``,
+``gcs://...``, ``file:///abs/path``, ``memory://name``); everything else is the same.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from synsetforge.errors import InputError, NotFoundError, StoreError
 from synsetforge.store import schema
-from synsetforge.store.blobs import BlobStore
+from synsetforge.store.blobs import BlobStorage, open_blob_store
 from synsetforge.store.migrate import ensure_schema
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 CONFIG_NAME = "synsetforge.toml"
 DEFAULT_DB = "sqlite:///project.db"
+DEFAULT_BLOBS = "blobs"
 PROJECT_ENV = "SYNSETFORGE_PROJECT"
 
 
@@ -98,7 +100,7 @@ class ProjectConfig:
 
     name: str
     db: str = DEFAULT_DB
-    blobs: str = "blobs"
+    blobs: str = DEFAULT_BLOBS
     taxonomy: str = "wordnet"  # "wordnet" or a path (relative to the project) of a YAML/CSV taxonomy
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     settings: dict[str, Any] = field(default_factory=dict)
@@ -117,7 +119,7 @@ class ProjectConfig:
             name=str(proj["name"]),
             created=str(proj.get("created", "")),
             db=str(store.get("db", DEFAULT_DB)),
-            blobs=str(store.get("blobs", "blobs")),
+            blobs=str(store.get("blobs", DEFAULT_BLOBS)),
             taxonomy=str(data.get("taxonomy", {}).get("source", "wordnet")),
             settings=dict(data.get("settings", {})),
         )
@@ -135,7 +137,8 @@ class ProjectConfig:
             "[store]",
             "# metadata database: sqlite:///FILE (relative to this folder) or postgresql://user@host/db",
             f"db = {q(self.db)}",
-            "# content-addressed image blobs",
+            "# content-addressed image blobs: a folder (relative to this one) or an fsspec URL",
+            "# (s3://bucket/prefix, gcs://bucket/prefix, file:///abs/path, ...)",
             f"blobs = {q(self.blobs)}",
             "",
             "[taxonomy]",
@@ -157,7 +160,7 @@ class Project:
         self.config = config
         self.engine = engine
         self.revision = revision
-        self.blobs = BlobStore(root / config.blobs)
+        self.blobs: BlobStorage = open_blob_store(config.blobs, root)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._hierarchy: Hierarchy | None = None
 
@@ -171,8 +174,13 @@ class Project:
         db: str | None = None,
         name: str | None = None,
         taxonomy: Path | None = None,
+        blobs: str | None = None,
     ) -> Project:
-        """Create a project folder (it may exist but must not already be a project) and its schema."""
+        """Create a project folder (it may exist but must not already be a project) and its schema.
+
+        `blobs`: where image bytes go -- a folder (relative to the project folder, or absolute) or an
+        fsspec URL; default `DIR/blobs`.
+        """
         root = Path(root).resolve()
         if (root / CONFIG_NAME).exists():
             raise InputError(f"{root} is already a synsetforge project ({CONFIG_NAME} exists)")
@@ -180,21 +188,23 @@ class Project:
             raise InputError(f"{root} exists and is not a folder")
         db_url = db or DEFAULT_DB
         url = engine_url(db_url, root)  # validates before anything is written
+        blobs_spec = (blobs or "").strip() or DEFAULT_BLOBS
+        blob_store = open_blob_store(blobs_spec, root)  # unknown protocol or missing driver: refused here
         tax_source = "wordnet"
         if taxonomy is not None:
             from synsetforge.hierarchy.taxonomy import load_taxonomy
 
             load_taxonomy(taxonomy)  # refuse a broken taxonomy before creating anything
         root.mkdir(parents=True, exist_ok=True)
+        blob_store.prepare()
         engine = make_engine(url)
         revision = ensure_schema(engine)
-        config = ProjectConfig(name=name or root.name, db=db_url)
+        config = ProjectConfig(name=name or root.name, db=db_url, blobs=blobs_spec)
         if taxonomy is not None:
             dest = root / ("taxonomy" + taxonomy.suffix.lower())
             dest.write_bytes(taxonomy.read_bytes())
             tax_source = dest.name
         config.taxonomy = tax_source
-        (root / config.blobs).mkdir(exist_ok=True)
         config.write(root / CONFIG_NAME)
         project = cls(root, config, engine, revision)
         with project.session() as s:

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from synsetforge.releases.exports.common import Context, image_ext
+from synsetforge.releases.exports.common import Context
 from synsetforge.releases.splits import SPLITS
 
 
@@ -57,13 +57,12 @@ def export_coco(ctx: Context) -> dict[str, Any]:
                 for item in ctx.items(split):
                     if not item.boxes:
                         continue
-                    src = ctx.blob(item.blob)
                     wnid = ctx.wnid[item.synset]
-                    file_name = f"{wnid}_{item.image_id}.{image_ext(src)}"
+                    stem = f"{wnid}_{item.image_id}"
                     if images == 0:
                         (ctx.out / split).mkdir(parents=True, exist_ok=True)
-                    dest = ctx.path(f"{split}/{file_name}")
-                    shutil.copyfile(src, dest)
+                    dest, ext = ctx.copy_image(item.blob, f"{split}/{stem}")
+                    file_name = f"{stem}.{ext}"
                     os.utime(dest, (epoch, epoch))
                     images += 1
                     lic = item.license or "unknown"

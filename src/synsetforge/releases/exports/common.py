@@ -6,17 +6,20 @@ Class order: synsets sorted by their safe folder name, which is the order torchv
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from synsetforge.errors import InputError, StoreError
+from synsetforge.errors import InputError, NotFoundError, StoreError
+from synsetforge.releases.exports.tarout import TarOut
 from synsetforge.releases.manifest import Item, iter_items, read_header, verify_manifest
 from synsetforge.releases.names import check_member, safe_name
 from synsetforge.releases.release import Release
+from synsetforge.store.blobs import BlobStorage
 from synsetforge.store.project import Project
 
 MARKER = "release.json"
@@ -32,9 +35,9 @@ _MAGIC = (
 )
 
 
-def image_ext(path: Path) -> str:
+def image_ext(src: Path | BlobRef) -> str:
     """The file extension for an image's bytes (by magic number, not by any stored name)."""
-    with open(path, "rb") as f:
+    with open(src, "rb") if isinstance(src, Path) else src.open() as f:
         return ext_of(f.read(16))
 
 
@@ -46,6 +49,63 @@ def ext_of(head: bytes) -> str:
         if head.startswith(magic):
             return ext
     return "bin"
+
+
+@dataclass(slots=True)
+class BlobRef:
+    """One blob an export copies: the file itself for a local store (fast paths), else a stream."""
+
+    store: BlobStorage
+    key: str
+    path: Path | None  # the blob's file when the store is local
+    release: str  # for the message when the blob is missing
+
+    def missing(self) -> StoreError:
+        return StoreError(
+            f"image {self.key} of release {self.release!r} is missing from the blob store {self.store.location}"
+        )
+
+    def open(self) -> IO[bytes]:
+        try:
+            if self.path is not None:
+                return open(self.path, "rb")
+            return self.store.open(self.key)
+        except (FileNotFoundError, NotFoundError):
+            raise self.missing() from None
+
+    def read(self) -> bytes:
+        try:
+            if self.path is not None:
+                return self.path.read_bytes()
+            return self.store.get(self.key)
+        except (FileNotFoundError, NotFoundError):
+            raise self.missing() from None
+
+    def copy_to(self, target: Path) -> None:
+        """Write the blob to a local file."""
+        if self.path is not None:
+            try:
+                shutil.copyfile(self.path, target)
+            except FileNotFoundError:
+                if not self.path.exists():
+                    raise self.missing() from None
+                raise
+            return
+        with self.open() as f, open(target, "wb") as out:
+            shutil.copyfileobj(f, out, 1 << 20)
+
+    def add_to(self, tar: TarOut, name: str) -> int:
+        """Copy the blob into a tar as `name`, in chunks; returns its size."""
+        if self.path is not None:
+            try:
+                return tar.add_file(name, self.path)
+            except FileNotFoundError:
+                raise self.missing() from None
+        with self.open() as f:
+            size = f.seek(0, io.SEEK_END)
+            f.seek(0)
+            tar.add_stream(name, f, size)
+        return size
 
 
 def prepare_out(out: Path, *, force: bool) -> None:
@@ -110,13 +170,28 @@ class Context:
     def items(self, split: str | None = None) -> Iterator[Item]:
         return iter_items(self.project.blobs, self.release.manifest_sha256, split)
 
-    def blob(self, key: str) -> Path:
-        path = self.project.blobs.path(key)
-        if not path.exists():
-            raise StoreError(
-                f"image {key} of release {self.release.name!r} is missing from the blob store {self.project.blobs.root}"
-            )
-        return path
+    def blob(self, key: str) -> BlobRef:
+        """A release image's stored bytes; StoreError (now, or when first read) when they are missing."""
+        blobs = self.project.blobs
+        ref = BlobRef(blobs, key, blobs.local_path(key), self.release.name)
+        if ref.path is not None and not ref.path.exists():
+            raise ref.missing()
+        return ref
+
+    def copy_image(self, key: str, stem: str) -> tuple[Path, str]:
+        """Copy a release image to ``<stem>.<ext>`` in the output folder, ext by magic number (one read of
+        a remote blob); returns the written path and the extension."""
+        ref = self.blob(key)
+        if ref.path is not None:
+            ext = image_ext(ref.path)
+            dest = self.path(f"{stem}.{ext}")
+            ref.copy_to(dest)
+            return dest, ext
+        data = ref.read()
+        ext = ext_of(data[:16])
+        dest = self.path(f"{stem}.{ext}")
+        dest.write_bytes(data)
+        return dest, ext
 
     def synset_facts(self, synset: str) -> dict[str, Any]:
         facts: dict[str, Any] = self.header.get("synsets", {}).get(synset, {})

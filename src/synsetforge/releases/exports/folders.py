@@ -11,12 +11,12 @@ key at the first dot). ``index.json`` lists each split's shards and sample count
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import shutil
 from typing import Any
 
-from synsetforge.releases.exports.common import Context, dumps, ext_of, image_ext
+from synsetforge.releases.exports.common import Context, dumps, ext_of
 from synsetforge.releases.exports.tarout import TarOut, member_size
 from synsetforge.releases.manifest import Item
 from synsetforge.releases.splits import SPLITS
@@ -34,9 +34,8 @@ def export_imagefolder(ctx: Context) -> dict[str, int]:
         if folder not in made:
             (ctx.out / folder).mkdir(parents=True, exist_ok=True)
             made.add(folder)
-        src = ctx.blob(item.blob)
-        target = ctx.path(f"{folder}/{wnid}_{item.image_id}.{image_ext(src)}")
-        shutil.copyfile(src, target)
+        stem = f"{folder}/{wnid}_{item.image_id}"
+        target, _ = ctx.copy_image(item.blob, stem)
         os.utime(target, (epoch, epoch))
         counts[item.split] += 1
     return counts
@@ -80,8 +79,9 @@ def export_webdataset(ctx: Context, shard_size: int = DEFAULT_SHARD_SIZE) -> dic
             key = f"{ctx.wnid[item.synset]}_{item.image_id}"
             meta = json.dumps(sample_metadata(ctx, item), sort_keys=True, ensure_ascii=False).encode("utf-8")
             cls = str(ctx.label[item.synset]).encode("ascii")
-            with open(ctx.blob(item.blob), "rb") as f:
-                data_size = os.fstat(f.fileno()).st_size
+            with ctx.blob(item.blob).open() as f:
+                data_size = f.seek(0, io.SEEK_END)
+                f.seek(0)
                 ext = ext_of(f.read(16))
                 f.seek(0)
                 need = member_size(data_size) + member_size(len(meta)) + member_size(len(cls))

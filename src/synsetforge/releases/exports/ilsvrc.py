@@ -188,7 +188,7 @@ def _write_train(ctx: Context, order: Sequence[str]) -> dict[str, int]:
                 with TarOut(tmp, mtime=epoch) as inner, ctx.project.session() as s:
                     for image_id, blob in s.execute(stmt).yield_per(1000):
                         assert blob is not None  # a release only holds stored images
-                        inner.add_file(f"{wnid}_{image_id}.JPEG", ctx.blob(blob))
+                        ctx.blob(blob).add_to(inner, f"{wnid}_{image_id}.JPEG")
                         n += 1
                 outer.add_file(f"{wnid}.tar", tmp)
                 counts[synset] = n
@@ -245,7 +245,7 @@ def export_ilsvrc(ctx: Context, classes: Sequence[str] | None = None) -> dict[st
             if item.synset not in class_id:
                 continue
             name = f"ILSVRC2012_val_{len(truth) + 1:08d}"
-            val.add_file(f"{name}.JPEG", ctx.blob(item.blob))
+            ctx.blob(item.blob).add_to(val, f"{name}.JPEG")
             truth.append(class_id[item.synset])
             if item.boxes and val_csv is not None and val_bbox is not None:
                 wnid = ctx.wnid[item.synset]
@@ -266,7 +266,7 @@ def export_ilsvrc(ctx: Context, classes: Sequence[str] | None = None) -> dict[st
             for item in ctx.items("test"):
                 if item.synset in class_id:
                     tests += 1
-                    test.add_file(f"ILSVRC2012_test_{tests:08d}.JPEG", ctx.blob(item.blob))
+                    ctx.blob(item.blob).add_to(test, f"ILSVRC2012_test_{tests:08d}.JPEG")
 
     # devkit
     records = meta_records(ctx, order, train_counts)

@@ -86,7 +86,7 @@ def _write_split(
                     use_dictionary=_DICTIONARY,
                     write_statistics=_STATS,
                 )
-            data = ctx.blob(item.blob).read_bytes()
+            data = ctx.blob(item.blob).read()
             row = sample_metadata(ctx, item)
             row["image"] = data
             row["format"] = ext_of(data[:16])

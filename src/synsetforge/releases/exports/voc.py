@@ -11,7 +11,6 @@ exported (VOC detection has no use for the others).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -19,16 +18,16 @@ from xml.sax.saxutils import escape
 
 from PIL import Image
 
-from synsetforge.releases.exports.common import Context
+from synsetforge.releases.exports.common import BlobRef, Context
 from synsetforge.releases.splits import SPLITS
 
 _DEPTH = {"1": 1, "L": 1, "P": 1, "RGB": 3, "YCbCr": 3, "CMYK": 4, "RGBA": 4, "I;16": 1}
 
 
-def image_depth(path: Path) -> int:
+def image_depth(src: Path | BlobRef) -> int:
     """Channels of a stored image, read from its header only."""
     try:
-        with Image.open(path) as img:
+        with open(src, "rb") if isinstance(src, Path) else src.open() as f, Image.open(f) as img:
             return _DEPTH.get(img.mode, 3)
     except OSError:
         return 3
@@ -88,16 +87,15 @@ def export_voc(ctx: Context) -> int:
                 continue
             wnid = ctx.wnid[item.synset]
             image_name = f"{wnid}_{item.image_id}"
-            src = ctx.blob(item.blob)
             target = ctx.path(f"JPEGImages/{image_name}.jpg")
-            shutil.copyfile(src, target)
+            ctx.blob(item.blob).copy_to(target)
             os.utime(target, (epoch, epoch))
             xml = voc_xml(
                 folder="JPEGImages",
                 filename=f"{image_name}.jpg",
                 width=item.width or 0,
                 height=item.height or 0,
-                depth=image_depth(src),
+                depth=image_depth(target),
                 objects=[(wnid, box) for box in item.boxes],
                 database=f"synsetforge release {ctx.release.name}",
                 offset=1,
