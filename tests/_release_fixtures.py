@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from synsetforge.store import Project, schema
 from synsetforge.store.hashes import phash_to_db
 
-_SEEDS = itertools.count(1000)  # every image made in this process is distinct
+_SEEDS: dict[tuple[str, str], Iterator[int]] = {}
 WNIDS = ("n01440764", "n02102040", "n02979186", "n03000684")
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -47,6 +47,9 @@ class Builder:
         self.project = project
         self._key = 0
         self._phash = random.Random(7)
+        # every image of a project is distinct (builders of one project share a counter), and the same
+        # fixture makes the same bytes, so the same content-hashed splits, whichever tests ran before it
+        self._seeds = _SEEDS.setdefault((str(project.root), str(project.engine.url)), itertools.count(1000))
 
     def image(
         self,
@@ -57,7 +60,7 @@ class Builder:
         duplicate_of: int | None = None,
         stored: bool = True,
     ) -> int:
-        data = jpeg_bytes(next(_SEEDS), size)
+        data = jpeg_bytes(next(self._seeds), size)
         key = self.project.blobs.put(data)
         h = phash if phash is not None else self._phash.getrandbits(64)
         ow, oh = orig_size or size
