@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
-from synsetforge.crowd.consensus import choose_initial, initial_subset, load_stats, unit_hash
+from synsetforge.crowd.aggregation import Decision, DynamicConsensus
+from synsetforge.crowd.consensus import (
+    GoldCounts,
+    choose_initial,
+    initial_subset,
+    load_stats,
+    unit_hash,
+    votes_calibrated,
+)
 from synsetforge.crowd.drive import load_truth
 from synsetforge.crowd.errors import TaskClosedError, WorkerBlockedError
 from synsetforge.crowd.gold import add_gold, gold_from_ground_truth
@@ -255,6 +263,94 @@ def test_dynamic_consensus_decides_live_and_reaches_the_truth(project: Project) 
     assert len(decided) >= 0.9 * len(rows)
     right = sum((d == "accepted") == truth[c] for c, d in decided.items())
     assert right / len(decided) >= 0.95
+
+
+def test_decisions_follow_the_current_table(project: Project) -> None:
+    """A decision is what the current table says about the current votes, whichever table decided first:
+    a service that starts afresh (a restart, another process) re-decides a synset with its own table."""
+    settings = CrowdSettings(
+        grid_size=20, gold_per_task=0, initial_min=8, initial_each=1, initial_votes=5, block_threshold=0.0
+    )
+    svc = CrowdService(project, settings, seed=5)
+    truth = load_truth(project)
+    rng = np.random.default_rng(0)
+    workers = [svc.invite().worker_id for _ in range(8)]
+
+    def rejected() -> list[tuple[int, str]]:
+        c = schema.Candidate
+        with project.session() as s:
+            return [
+                (int(i), str(sid))
+                for i, sid in s.execute(select(c.id, c.synset_id).where(c.decision == "rejected"))
+            ]
+
+    for _ in range(10):
+        for w in workers:
+            view = svc.next_task(w)
+            if view is not None:
+                svc.submit(w, view.task_id, [c for c in view.items if (rng.random() < 0.9) == truth[c]])
+        if rejected():
+            break
+    victim, synset = rejected()[0]
+    c = schema.Candidate
+    with project.session() as s:  # as if an earlier, looser table had accepted it
+        s.execute(update(c).where(c.id == victim).values(decision="accepted", confidence=0.999))
+    fresh = CrowdService(project, settings, seed=6)
+    w = fresh.invite().worker_id
+    view = fresh.next_task(w)
+    while view is not None and view.synset.id != synset:  # work until a task of the victim's synset
+        fresh.submit(w, view.task_id, [])
+        view = fresh.next_task(w)
+    assert view is not None
+    fresh.submit(w, view.task_id, [])
+    with project.session() as s:
+        assert s.scalar(select(c.decision).where(c.id == victim)) == "rejected"
+
+
+def test_votes_calibration_recovers_the_crowd_and_reject_threshold() -> None:
+    """The default table model is fitted on every voted image (stopped by their own votes, as live) and
+    lands near the simulated crowd; the tallies count only the first `initial_votes` votes of an initial
+    image, like `seen`; a separate reject threshold rejects where the mirror would ask for more."""
+    rng = np.random.default_rng(3)
+    prior, sens, spec = 0.1, 0.8, 0.82
+
+    def votes_of_image(good: bool, n_max: int, stop: bool) -> list[bool]:
+        out: list[bool] = []
+        while len(out) < n_max:
+            out.append(bool(rng.random() < (sens if good else 1 - spec)))
+            if stop and abs(2 * sum(out) - len(out)) >= 2:  # an adaptive stopping rule
+                break
+        return out
+
+    sequences = [votes_of_image(bool(rng.random() < prior), 14, stop=False) for _ in range(60)]
+    others = [votes_of_image(bool(rng.random() < prior), 12, stop=True) for _ in range(1500)]
+    dc = DynamicConsensus(threshold=0.99, initial_votes=10)
+    rows = [(i, j, label) for i, seq in enumerate(sequences) for j, label in enumerate(seq)]
+    base = dc.build_table(
+        {"task": [r[0] for r in rows], "worker": [r[1] for r in rows], "label": [r[2] for r in rows]}
+    )
+    counts = np.asarray([(sum(q), len(q) - sum(q)) for q in sequences + others], dtype=float)
+    table = votes_calibrated(base, sequences, counts, GoldCounts(), initial_votes=10)
+    assert abs(table.prior_good - prior) < 0.03
+    assert abs(table.sensitivity - sens) < 0.04 and abs(table.specificity - spec) < 0.02
+    assert np.array_equal(table.seen, base.seen)  # the same prefixes: at most 10 votes each
+    ys, ns = np.meshgrid(np.arange(table.seen.shape[0]), np.arange(table.seen.shape[0]), indexing="ij")
+    assert not table.good[ys + ns > 10].any()
+
+    mirror = DynamicConsensus(threshold=0.997).build_table(
+        {"task": [r[0] for r in rows], "worker": [r[1] for r in rows], "label": [r[2] for r in rows]}
+    )
+    loose = DynamicConsensus(threshold=0.997, reject_threshold=0.05).build_table(
+        {"task": [r[0] for r in rows], "worker": [r[1] for r in rows], "label": [r[2] for r in rows]}
+    )
+    cell = next((0, n) for n in range(1, 10) if 0.003 < mirror.confidence(0, n) <= 0.05)
+    assert mirror.decide(*cell) is Decision.NEED_MORE and loose.decide(*cell) is Decision.REJECT
+    assert loose.decide(8, 0) is mirror.decide(8, 0) is Decision.ACCEPT
+    assert CrowdSettings.from_mapping({"crowd_reject_threshold": "0.02"}).reject_threshold == 0.02
+    with pytest.raises(InputError, match="reject_threshold"):
+        CrowdSettings(reject_threshold=0.6)
+    with pytest.raises(InputError, match="reject_threshold"):
+        DynamicConsensus(reject_threshold=0.0)
 
 
 def test_gold_needs_existing_candidates(project: Project) -> None:

@@ -186,6 +186,9 @@ def simulate(
     ] = "imagenet",
     votes: Annotated[int | None, typer.Option(help="Votes per image for --method fixed.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Dynamic consensus threshold.")] = None,
+    reject_threshold: Annotated[
+        float | None, typer.Option(help="Reject at this confidence (default: 1 - threshold).")
+    ] = None,
     gold: Annotated[
         int, typer.Option(help="Gold images per synset, taken from ground truth if none exist.")
     ] = 20,
@@ -198,7 +201,9 @@ def simulate(
     from synsetforge.crowd.drive import simulate_over_http
 
     with Project.open(project) as p:
-        settings = _service(p, method=method, fixed_votes=votes, threshold=threshold).settings
+        settings = _service(
+            p, method=method, fixed_votes=votes, threshold=threshold, reject_threshold=reject_threshold
+        ).settings
         with console.status("simulated workers at work...") as status:
             sim = simulate_over_http(
                 p, workers=workers, accuracy=accuracy, spammers=spammers, adversaries=adversaries, seed=seed,
@@ -214,8 +219,10 @@ def print_simulation(sim: object, settings: CrowdSettings, out: Console | None =
     assert isinstance(sim, Simulation)
     out = out or console
     r = sim.report
+    reject = settings.reject_threshold
     rule = (
         f"dynamic consensus, threshold {settings.threshold}"
+        + ("" if reject is None else f", reject at {reject}")
         if settings.method == "imagenet"
         else f"fixed {settings.fixed_votes}-vote majority"
     )

@@ -342,15 +342,24 @@ class CrowdService:
             raise TaskClosedError(f"task {task_id}: these images already have your answers") from None
 
     def reevaluate(self, s: Session, touched: dict[str, set[int]]) -> int:
-        """Re-run consensus on touched candidates, plus any open ones a new or rebuilt table can decide."""
+        """Re-run consensus on touched candidates; with a table not yet applied, on every voted candidate.
+
+        Why every one, decided ones too: a decision always is what the current table says about the
+        current votes (as `crowd aggregate` would recompute it). Deciding only open images at each rebuild
+        would keep what any earlier table decided and give each borderline image a fresh chance with
+        every table, so the accepted set would be the union of all tables' accept cells (simulation: tables
+        rebuilt ~50 times per synset; images accepted at (5, 1) by one table whose successors needed
+        (6, 1)). An image the new table no longer decides goes back to the pool.
+        """
         changed = 0
         for sid in sorted(touched):
             state = load_state(s, sid, self.settings, self.tables, extra=touched[sid], open_too=False)
             targets = set(touched[sid])
-            if state.table_built:  # a new table may decide open images that already have votes
+            if state.table is not None and self.tables.applied(sid) != state.fingerprint:
                 self.states.drop(sid)
-                state = load_state(s, sid, self.settings, self.tables, extra=touched[sid])
-                targets.update(c for c, st in state.stats.items() if st.decision is None and st.n_counted)
+                state = load_state(s, sid, self.settings, self.tables, complete=True)
+                targets.update(c for c, st in state.stats.items() if st.n_counted or st.decision is not None)
+                self.tables.mark_applied(sid, state.fingerprint)
             changed += apply_decisions(s, state, targets)
         return changed
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 PREFIX = "crowd_"
 METHODS = ("imagenet", "fixed")
 POLICIES = ("exclude", "downweight")
-CALIBRATIONS = ("gold", "initial")
+CALIBRATIONS = ("votes", "gold", "initial")
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,21 @@ class CrowdSettings:
     examples: already-accepted images of the synset shown above the grid.
     method: live decision rule: "imagenet" (dynamic consensus, SPEC §3) or "fixed" (`fixed_votes` votes,
         then majority; the baseline).
-    threshold / initial_votes / initial_fraction / initial_min / max_votes / min_votes / prior_strength:
-        dynamic consensus (passed to the aggregation helper's `DynamicConsensus`). The initial subset of a synset is every image whose id hashes below
+    threshold / reject_threshold / initial_votes / initial_fraction / initial_min / max_votes / min_votes /
+        prior_strength: dynamic consensus (passed to the aggregation helper's `DynamicConsensus`). Accept
+        at confidence >= `threshold`, reject at <= `reject_threshold` (unset: the mirror `1 - threshold`,
+        SPEC §3). A smaller accept than reject risk, e.g. 0.997 / 0.01, buys precision for few votes: most
+        candidates are bad, rejecting them at 0.003 would cost ~1.5 more votes each, and a wrong rejection
+        only costs recall. The initial subset of a synset is every image whose id hashes below
         `initial_fraction`, topped up to `initial_min` images (all of them in a small synset), and grown
         by `initial_min` at a time while fewer than `initial_each` of its images have a yes-majority (or
         a no-majority), up to `initial_max` images (`crowd.consensus.choose_initial`).
-    calibration: "gold" (default): a synset's table takes P(yes | good) and P(no | bad) from the answers
-        on its gold images (each worker's probation answers left out) once good and bad gold images each
-        have `calibration_min_gold` answers; "initial": the paper's table, fitted by EM on the initial
-        subset alone (`crowd.consensus.gold_calibrated` and `gold_counts` say why).
+    calibration: how a synset's table gets its worker model (P(good), P(yes | good), P(no | bad)), towards
+        which its cells are smoothed. "votes" (default): EM over every counted vote on the synset's images
+        with its gold images pinned to their answers (`crowd.consensus.votes_calibrated`); "gold": the two
+        accuracies from gold answers alone (each worker's probation answers left out), once good and bad
+        gold images each have `calibration_min_gold` answers (`gold_calibrated`); "initial": the paper's
+        table, fitted by EM on the initial subset alone. The tallies always come from the initial subset.
     block_threshold / block_min_gold: a worker is blocked once they answered at least `block_min_gold`
         gold images and got fewer than `block_threshold` of them right.
     blocked_policy: "exclude" (a blocked worker's votes get weight 0) or "downweight" (weight
@@ -58,6 +64,7 @@ class CrowdSettings:
     method: str = "imagenet"
     fixed_votes: int = 5
     threshold: float = 0.99
+    reject_threshold: float | None = None
     initial_votes: int = 10
     initial_fraction: float = 0.05
     initial_min: int = 20
@@ -66,7 +73,7 @@ class CrowdSettings:
     max_votes: int = 20
     min_votes: int = 1
     prior_strength: float = 100.0
-    calibration: str = "gold"
+    calibration: str = "votes"
     calibration_min_gold: int = 30
     block_threshold: float = 0.6
     block_min_gold: int = 10
@@ -83,6 +90,10 @@ class CrowdSettings:
             (self.method in METHODS, f"method must be one of {list(METHODS)}"),
             (self.fixed_votes >= 1, "fixed_votes must be >= 1"),
             (0.5 < self.threshold < 1.0, "threshold must be in (0.5, 1)"),
+            (
+                self.reject_threshold is None or 0.0 < self.reject_threshold < 0.5,
+                "reject_threshold must be in (0, 0.5)",
+            ),
             (self.initial_votes >= 1, "initial_votes must be >= 1"),
             (0.0 <= self.initial_fraction <= 1.0, "initial_fraction must be in [0, 1]"),
             (self.initial_min >= 1, "initial_min must be >= 1"),
@@ -118,6 +129,7 @@ class CrowdSettings:
 
         return DynamicConsensus(
             self.threshold,
+            reject_threshold=self.reject_threshold,
             initial_votes=self.initial_votes,
             max_votes=self.max_votes,
             min_votes=self.min_votes,
@@ -138,8 +150,9 @@ class CrowdSettings:
                     f"unknown crowd setting {key!r}; known: {sorted(PREFIX + f for f in fields)}"
                 )
             default = getattr(cls, name)
+            kind = float if default is None else type(default)  # the only optional setting is a float
             try:
-                kwargs[name] = type(default)(value) if not isinstance(default, str) else str(value)
+                kwargs[name] = kind(value) if not isinstance(default, str) else str(value)
             except (TypeError, ValueError):
                 raise InputError(
                     f"crowd setting {key!r}: {value!r} is not a {type(default).__name__}"

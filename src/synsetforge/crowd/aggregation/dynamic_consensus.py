@@ -3,7 +3,8 @@
 Why: a fixed number of votes wastes money on easy synsets ("cat") and is not enough for hard ones
 ("Burmese cat"). Per synset, an initial random subset of images gets >= `initial_votes` votes each; from it a
 confidence table P(good | #yes, #no) is built; every other image gets votes until its cell in the table
-passes `threshold` (accept), falls to `1 - threshold` (reject) or `max_votes` is reached (undecided).
+passes `threshold` (accept), falls to `reject_threshold` (reject; by default the mirror `1 - threshold`) or
+`max_votes` is reached (undecided).
 
 How the table is built (our design, SPEC §3):
 0. the table's data is each initial image's first `initial_votes` votes (what the live loop has when it
@@ -92,10 +93,13 @@ class ConfidenceTable:
     easily_illustrated: bool
     seen: np.ndarray
     good: np.ndarray
+    reject_threshold: float | None = None  # None: the mirror 1 - threshold
     grid: np.ndarray = field(init=False)
     remaining: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.reject_threshold is None:
+            object.__setattr__(self, "reject_threshold", 1.0 - self.threshold)
         size = self.seen.shape[0]
         ys, ns = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
         model = self._model(ys, ns)
@@ -132,11 +136,16 @@ class ConfidenceTable:
         if total >= self.min_votes:
             if c >= self.threshold:
                 return Decision.ACCEPT
-            if c <= 1.0 - self.threshold:
+            if c <= self.reject_cut:
                 return Decision.REJECT
         if total >= self.max_votes:
             return Decision.UNDECIDED
         return Decision.NEED_MORE
+
+    @property
+    def reject_cut(self) -> float:
+        """Reject at confidence <= this (`reject_threshold`, set in `__post_init__`)."""
+        return float(self.reject_threshold if self.reject_threshold is not None else 1.0 - self.threshold)
 
     def expected_votes(self) -> float:
         """Expected votes a fresh image of this synset needs until a decision (the synset's hardness)."""
@@ -252,7 +261,10 @@ class ConsensusResult:
 class DynamicConsensus:
     """Settings + fitting of dynamic consensus.
 
-    threshold: accept at confidence >= threshold, reject at <= 1 - threshold (paper: unpublished; 0.99).
+    threshold: accept at confidence >= threshold (paper: unpublished; 0.99).
+    reject_threshold: reject at confidence <= reject_threshold; None (default): the mirror 1 - threshold.
+        A lower accept than reject risk (e.g. 0.997 / 0.01) buys precision without paying the extra votes
+        that rejecting the many bad candidates at 0.003 would cost (a wrong rejection only loses recall).
     initial_votes: votes per image of the initial subset (paper: at least 10).
     max_votes: vote cap after which an image is `undecided`.
     min_votes: never decide on fewer votes (1: the prior alone never decides).
@@ -272,9 +284,12 @@ class DynamicConsensus:
         prior_strength: float = 100.0,
         truth: TruthRule = "posterior",
         positive: Any = True,
+        reject_threshold: float | None = None,
     ) -> None:
         if not 0.5 < threshold < 1.0:
             raise InputError(f"threshold must be in (0.5, 1), got {threshold}")
+        if reject_threshold is not None and not 0.0 < reject_threshold < 0.5:
+            raise InputError(f"reject_threshold must be in (0, 0.5), got {reject_threshold}")
         if initial_votes < 1:
             raise InputError(f"initial_votes must be >= 1, got {initial_votes}")
         if max_votes < 1:
@@ -286,6 +301,7 @@ class DynamicConsensus:
         if truth not in ("posterior", "majority", "dawid_skene"):
             raise InputError(f"truth must be 'posterior', 'majority' or 'dawid_skene', not {truth!r}")
         self.threshold = float(threshold)
+        self.reject_threshold = 1.0 - self.threshold if reject_threshold is None else float(reject_threshold)
         self.initial_votes = int(initial_votes)
         self.max_votes = int(max_votes)
         self.min_votes = int(min_votes)
@@ -433,6 +449,7 @@ class DynamicConsensus:
                 easily_illustrated=bool(majority[s]),
                 seen=seen[s],
                 good=good[s],
+                reject_threshold=self.reject_threshold,
             )
         return tables
 
