@@ -10,7 +10,8 @@ bottleneck), writes one URL list, then times each command as a whole (startup in
   ``--resize shorter``; ``border`` would scale the longer side and pad), write files; 2 processes x 32
   threads, shards of 1,000 so both processes get work;
 * synsetforge: a fresh project, ``synsetforge collect --source urls --allow-private --resize shorter
-  --workers 2 --per-domain-rate 0 --per-domain-concurrency 64 --max-in-flight 64`` with deduplication and
+  --workers 2 --per-domain-rate 0 --per-domain-concurrency 64 --max-in-flight 64 --fetch-in-workers`` (the
+  options for a mirror; ``--sf-fetch main`` downloads in the main process instead) with deduplication and
   database rows on (download, sniff, decode, validate, resize, pHash, SHA-256, blob files + SQLite rows).
 
 `--repeat K` alternates K rounds (img2dataset, synsetforge); other work on the machine moves the figures a
@@ -440,6 +441,7 @@ def run_synsetforge(
         "0",
         "-p",
         str(proj),
+        "--fetch-in-workers" if args.sf_fetch == "workers" else "--fetch-in-main",
         *args.sf_extra,
     )
     m = run_measured(cmd, env=env, cwd=work)
@@ -537,6 +539,12 @@ def main() -> None:
         help="niceness for this script and everything it starts, e.g. -10 (root) to keep other work from "
         "skewing the figures; both tools get the same",
     )
+    ap.add_argument(
+        "--sf-fetch",
+        choices=("workers", "main"),
+        default="workers",
+        help="synsetforge downloads in its workers (--fetch-in-workers, img2dataset's layout) or in main",
+    )
     ap.add_argument("--sf-extra", nargs=argparse.REMAINDER, default=[], help="extra `collect` options")
     args = ap.parse_args()
     if not args.skip_img2dataset and not args.img2dataset.exists():
@@ -609,7 +617,7 @@ def main() -> None:
             )
             rows.append((label + best, f"{i2d_rate:,.0f} images/s ({i2d_best.cpu_ms:.2f} CPU ms/image)"))
             rows.append(("img2dataset peak RSS (largest process)", mib(max(x.m.maxrss_kib for x in i2d))))
-        label = f"synsetforge, {args.workers} workers, dedup + rows"
+        label = f"synsetforge, {args.workers} workers, fetch in {args.sf_fetch}, dedup + rows"
         rows.append((label + best, f"{sf_best.rate:,.0f} images/s ({sf_best.cpu_ms:.2f} CPU ms/image)"))
         if i2d_rate:
             rows.append(
