@@ -10,9 +10,10 @@ bottleneck), writes one URL list, then times each command as a whole (startup in
   ``--resize shorter``; ``border`` would scale the longer side and pad), write files; 2 processes x 32
   threads, shards of 1,000 so both processes get work;
 * synsetforge: a fresh project, ``synsetforge collect --source urls --allow-private --resize shorter
-  --workers 2 --per-domain-rate 0 --per-domain-concurrency 64 --max-in-flight 64 --fetch-in-workers`` (the
-  options for a mirror; ``--sf-fetch main`` downloads in the main process instead) with deduplication and
-  database rows on (download, sniff, decode, validate, resize, pHash, SHA-256, blob files + SQLite rows).
+  --workers 2 --per-domain-rate 0 --per-domain-concurrency 64 --max-in-flight 64`` (the options for a
+  mirror; the main process downloads, workers process and file blobs; ``--sf-fetch workers`` adds
+  ``--fetch-in-workers``) with deduplication and database rows on (download, sniff, decode, validate,
+  resize, pHash, SHA-256, blob files + SQLite rows).
 
 `--repeat K` alternates K rounds (img2dataset, synsetforge); other work on the machine moves the figures a
 lot, so every run is listed with the load average it started under, and the summary takes the best run
@@ -542,8 +543,9 @@ def main() -> None:
     ap.add_argument(
         "--sf-fetch",
         choices=("workers", "main"),
-        default="workers",
-        help="synsetforge downloads in its workers (--fetch-in-workers, img2dataset's layout) or in main",
+        default="main",
+        help="synsetforge downloads in its main process (the default of `collect`) or in its workers "
+        "(--fetch-in-workers, img2dataset's layout)",
     )
     ap.add_argument("--sf-extra", nargs=argparse.REMAINDER, default=[], help="extra `collect` options")
     args = ap.parse_args()
