@@ -98,9 +98,6 @@ class CollectSummary:
 ProgressHook = Callable[[int, int], None]  # (done, total)
 
 
-# --- stage functions (run in workers: plain data in, plain data out) --------------------------------
-
-
 # --- registering refs ----------------------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -365,21 +365,25 @@ class FsspecBlobStore(BlobStorage):
         key = sha256_hex(data)
         target = self.fs_path(key)
         try:
-            if self.fs.exists(target):
-                return key
-            if self._in_place:
-                self.fs.pipe_file(target, data)
-            else:
-                tmp = self._temp_name(target, key)
-                try:
-                    self.fs.pipe_file(tmp, data)
-                    self.fs.mv(tmp, target)
-                except BaseException:
-                    self._discard(tmp)
-                    raise
+            if not self.fs.exists(target):
+                self._store(target, key, lambda path: self.fs.pipe_file(path, data))
         except OSError as exc:
             raise StoreError(f"cannot write blob {key} to {self.location}: {exc}") from None
         return key
+
+    def _store(self, target: str, key: str, write: Callable[[str], object]) -> None:
+        """`write(path)` the blob straight to `target` on object stores (one request is atomic there), else
+        to a temporary name next to it, then move it into place."""
+        if self._in_place:
+            write(target)
+            return
+        tmp = self._temp_name(target, key)
+        try:
+            write(tmp)
+            self.fs.mv(tmp, target)
+        except BaseException:
+            self._discard(tmp)
+            raise
 
     def _temp_name(self, target: str, key: str) -> str:
         parent = target.rsplit("/", 1)[0]
@@ -462,16 +466,8 @@ class FsspecBlobStore(BlobStorage):
             if self._local is not None:
                 self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
                 os.replace(tmp, target)
-            elif self._in_place:
-                self.fs.put_file(str(tmp), target)
             else:
-                remote_tmp = self._temp_name(target, key)
-                try:
-                    self.fs.put_file(str(tmp), remote_tmp)
-                    self.fs.mv(remote_tmp, target)
-                except BaseException:
-                    self._discard(remote_tmp)
-                    raise
+                self._store(target, key, lambda path: self.fs.put_file(str(tmp), path))
         except OSError as exc:
             raise StoreError(f"cannot write blob {key} to {self.location}: {exc}") from None
 
