@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 
 from synsetforge.cliopts import ProjectOpt
 from synsetforge.errors import InputError
@@ -30,7 +29,7 @@ from synsetforge.releases.release import (
 )
 from synsetforge.releases.report import write_report
 from synsetforge.releases.splits import DEFAULT_PHASH_DISTANCE, SplitSpec
-from synsetforge.store import schema
+from synsetforge.store.classes import class_list as class_list_ids
 from synsetforge.store.project import Project
 
 app = typer.Typer(
@@ -281,20 +280,6 @@ def diff(
                 c.print(f"- {d.synset} {sha}")
 
 
-def _class_list(p: Project, name: str) -> list[str]:
-    with p.session() as s:
-        list_id = s.scalar(select(schema.ClassList.id).where(schema.ClassList.name == name))
-        if list_id is None:
-            raise InputError(f"no class list named {name!r} in this project")
-        return list(
-            s.scalars(
-                select(schema.ClassListItem.synset_id)
-                .where(schema.ClassListItem.class_list_id == list_id)
-                .order_by(schema.ClassListItem.position)
-            )
-        )
-
-
 @app.command()
 def export(
     name: Annotated[str, typer.Argument(help="Release name.")],
@@ -317,7 +302,7 @@ def export(
 ) -> None:
     """Export a release: ilsvrc, imagefolder, webdataset, parquet, coco, voc or a datasheet."""
     with Project.open(project) as p:
-        classes = _class_list(p, class_list) if class_list else None
+        classes = class_list_ids(p, class_list) if class_list else None
         result = export_release(
             p,
             name,

@@ -17,7 +17,7 @@ import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import func, select
@@ -30,6 +30,7 @@ from synsetforge.releases import explore
 from synsetforge.releases.release import Release, get_release, list_releases
 from synsetforge.store import schema
 from synsetforge.store.project import Project
+from synsetforge.web.challenge_routes import ProjectDep
 
 router = APIRouter()
 
@@ -51,18 +52,6 @@ _env = Environment(
 )
 _env.filters["conf"] = lambda v: "–" if v is None else f"{v:.3f}"
 _CSS = (_FOLDER / "explore" / "explore.css").read_text(encoding="utf-8")
-
-
-def get_project(request: Request) -> Project:
-    """`app.state.project`, or the project of the crowd service `create_app` keeps in `app.state.service`."""
-    state = request.app.state
-    project = getattr(state, "project", None) or getattr(getattr(state, "service", None), "project", None)
-    if not isinstance(project, Project):
-        raise RuntimeError("the app must set app.state.project to an open Project")
-    return project
-
-
-ProjectDep = Annotated[Project, Depends(get_project)]
 
 
 # -- queries restricted to the public splits -------------------------------------------------------

@@ -218,16 +218,7 @@ def export_ilsvrc(ctx: Context, classes: Sequence[str] | None = None) -> dict[st
                 wnid = ctx.wnid[item.synset]
                 name = f"{wnid}_{item.image_id}"
                 csv.write(f"{name},{_box_string(wnid, item.boxes)}\n")
-                xml = voc_xml(
-                    folder=wnid,
-                    filename=name,
-                    width=item.width or 0,
-                    height=item.height or 0,
-                    depth=image_depth(ctx.blob(item.blob)),
-                    objects=[(wnid, b) for b in item.boxes],
-                    database="ILSVRC_2012",
-                )
-                bbox.add_bytes(f"{wnid}/{name}.xml", xml)
+                bbox.add_bytes(f"{wnid}/{name}.xml", _box_xml(ctx, item, wnid, wnid, name))
 
     # val (labels in the devkit) and test (no labels)
     truth = array("i")
@@ -250,16 +241,7 @@ def export_ilsvrc(ctx: Context, classes: Sequence[str] | None = None) -> dict[st
             if item.boxes and val_csv is not None and val_bbox is not None:
                 wnid = ctx.wnid[item.synset]
                 val_csv.write(f"{name},{_box_string(wnid, item.boxes)}\n")
-                xml = voc_xml(
-                    folder="val",
-                    filename=name,
-                    width=item.width or 0,
-                    height=item.height or 0,
-                    depth=image_depth(ctx.blob(item.blob)),
-                    objects=[(wnid, b) for b in item.boxes],
-                    database="ILSVRC_2012",
-                )
-                val_bbox.add_bytes(f"val/{name}.xml", xml)
+                val_bbox.add_bytes(f"val/{name}.xml", _box_xml(ctx, item, wnid, "val", name))
     tests = 0
     if int(ctx.release.stats.get("splits", {}).get("test", 0)):
         with TarOut(ctx.path(TEST), mtime=epoch) as test:
@@ -302,3 +284,16 @@ def export_ilsvrc(ctx: Context, classes: Sequence[str] | None = None) -> dict[st
         "test": tests,
         "boxes": has_boxes,
     }
+
+
+def _box_xml(ctx: Context, item: Any, wnid: str, folder: str, name: str) -> bytes:
+    """The PASCAL VOC annotation ILSVRC ships for one image's boxes."""
+    return voc_xml(
+        folder=folder,
+        filename=name,
+        width=item.width or 0,
+        height=item.height or 0,
+        depth=image_depth(ctx.blob(item.blob)),
+        objects=[(wnid, b) for b in item.boxes],
+        database="ILSVRC_2012",
+    )
