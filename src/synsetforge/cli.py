@@ -207,6 +207,14 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # a database damaged where opening did not look is the user's, not a bug
+        from synsetforge.store.project import damaged_database
+
+        damage = damaged_database(exc)
+        if damage is None:
+            raise
+        typer.echo(f"error: {damage}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

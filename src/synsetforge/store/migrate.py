@@ -1,8 +1,9 @@
 """Schema versioning: upgrade older project databases, refuse newer ones.
 
-Opening a project calls `ensure_schema`. An empty database gets every migration; an older schema is
-upgraded in place; a database stamped with a revision this code does not know was written by a newer
-synsetforge, and we refuse to touch it rather than guess.
+`Project.init` calls `ensure_schema` on an empty database, which gets every migration. Opening a project
+calls it too, after refusing a database without synsetforge's version table (opening never creates one):
+an older schema is upgraded in place; a database stamped with a revision this code does not know was
+written by a newer synsetforge, and we refuse to touch it rather than guess.
 
 Fast path: a database already at `HEAD_REVISION` is recognised with one SELECT, without importing Alembic
 or reading the migration scripts (about half a second of every CLI command otherwise). A test keeps

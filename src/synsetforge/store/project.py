@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from synsetforge.errors import InputError, NotFoundError, StoreError
@@ -88,10 +88,87 @@ def make_engine(url: str) -> Engine:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
         engine.dispose()
-        raise StoreError(f"cannot connect to database {redact(url)}: {reason}") from None
+        raise StoreError(f"cannot connect to database {redact(url)}: {_reason(exc)}") from None
+    except DatabaseError as exc:  # SQLite: "file is not a database", "database disk image is malformed"
+        engine.dispose()
+        raise StoreError(_damaged(_db_label(url), exc)) from None
     return engine
+
+
+def _reason(exc: DatabaseError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+
+
+def _damaged(label: str, exc: DatabaseError) -> str:
+    return f"{label}: cannot read the project database ({_reason(exc)}); restore the file from a backup"
+
+
+_DAMAGE = ("database disk image is malformed", "file is not a database")
+
+
+def damaged_database(exc: BaseException) -> str | None:
+    """The one-line message for a database found damaged after it opened (SQLite), else None."""
+    if not isinstance(exc, DatabaseError) or exc.orig is None:
+        return None
+    reason = _reason(exc)
+    if not any(reason.startswith(d) for d in _DAMAGE):
+        return None
+    where = f" {_opened[-1]}" if _opened else ""
+    return f"the project database{where} is damaged ({reason}); restore it from a backup"
+
+
+_opened: list[str] = []  # the database the last Project.open read, so a later failure can name it
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other backends and in-memory databases)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def _db_label(url: str) -> str:
+    """How messages name a database: its file for SQLite, the redacted URL otherwise."""
+    path = _sqlite_file(url)
+    return str(path) if path is not None else redact(url)
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_NOT_INIT = "only `synsetforge init` creates a project database; restore the file from a backup"
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse a SQLite file that is missing, empty, not SQLite or shorter than its header says.
+
+    SQLite would silently create a missing or empty file and open a new, empty project in its place; a
+    garbage or truncated file would fail later with a driver traceback. The header check costs one read.
+    """
+    wal = path.with_name(path.name + "-wal")
+    has_wal = wal.is_file() and wal.stat().st_size > 0
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            header = f.read(100)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: the project database is missing; {_NOT_INIT}") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the project database: {exc.strerror}") from None
+    if size == 0:
+        if has_wal:
+            return  # a crash before the first checkpoint: SQLite recovers from the WAL
+        raise StoreError(f"{path}: the project database is empty (0 bytes); {_NOT_INIT}")
+    if not header.startswith(_SQLITE_MAGIC) or len(header) < 100:
+        raise StoreError(f"{path} is not a SQLite database (damaged or overwritten); {_NOT_INIT}")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    header_valid = header[24:28] == header[92:96] and pages > 0
+    if header_valid and not has_wal and size < pages * page_size:
+        raise StoreError(
+            f"{path}: the project database is truncated ({size:,} of {pages * page_size:,} bytes); {_NOT_INIT}"
+        )
 
 
 @dataclass
@@ -218,8 +295,21 @@ class Project:
         """Open an existing project, upgrading an older schema (refusing a newer one)."""
         root = find_project_root(root)
         config = ProjectConfig.read(root / CONFIG_NAME)
-        engine = make_engine(engine_url(config.db, root))
-        revision = ensure_schema(engine, upgrade=upgrade)
+        url = engine_url(config.db, root)
+        db_file = _sqlite_file(url)
+        if db_file is not None:
+            check_sqlite_file(db_file)  # else SQLite would create a new, empty database in its place
+        engine = make_engine(url)
+        try:
+            _require_schema(engine, _db_label(url))
+            revision = ensure_schema(engine, upgrade=upgrade)
+        except DatabaseError as exc:
+            engine.dispose()
+            raise StoreError(_damaged(_db_label(url), exc)) from None
+        except BaseException:
+            engine.dispose()
+            raise
+        _opened[:] = [_db_label(url)]
         return cls(root, config, engine, revision)
 
     def close(self) -> None:
@@ -304,6 +394,15 @@ class Project:
             ]:
                 out[name] = int(s.scalar(select(func.count()).select_from(model)) or 0)
         return out
+
+
+def _require_schema(engine: Engine, label: str) -> None:
+    """Refuse a database synsetforge never initialised: opening must not create tables."""
+    if not inspect(engine).has_table("alembic_version"):
+        raise StoreError(
+            f"{label} holds no synsetforge project (no schema version table); "
+            "create a project with `synsetforge init`, or point the config at the project's database"
+        )
 
 
 _ID_LIKE = re.compile(r"^[\w.-]+$")
