@@ -120,7 +120,7 @@ def test_demo_refuses_a_folder_that_is_not_a_project(tmp_path: Path) -> None:
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "keep.txt").write_text("mine")
     proc = run("demo", str(tmp_path / "stuff"))
-    assert_one_line_error(proc, "not a synsetforge project")
+    assert_one_line_error(proc, "did not make", "pick another folder")
     assert (tmp_path / "stuff" / "keep.txt").read_text() == "mine"
 
 

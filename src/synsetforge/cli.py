@@ -185,8 +185,16 @@ def classes_load(
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Argument(help="Folder for the demo project.")] = Path("demo-project"),
-    fresh: Annotated[bool, typer.Option(help="Delete the folder first if it is a project.")] = True,
+    directory: Annotated[
+        Path, typer.Argument(help="Folder for the demo project: a new or empty one, or an earlier demo's.")
+    ] = Path("demo-project"),
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            help="Rebuild a folder an earlier `synsetforge demo` made (only what it made is deleted); "
+            "--no-fresh refuses instead. Any other non-empty folder is always refused."
+        ),
+    ] = True,
     per_synset: Annotated[int, typer.Option(help="Synthetic candidates per figure.")] = 150,
     crowd_seconds: Annotated[float, typer.Option(help="Time limit of the simulated crowd (s).")] = 90.0,
 ) -> None:

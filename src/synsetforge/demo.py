@@ -21,18 +21,74 @@ DEMO_PER_SYNSET = 150  # synthetic candidates per figure
 DEMO_CROWD_SECONDS = 90.0
 
 
+DEMO_MARKER = ".synsetforge-demo"  # written into the folder the demo makes: only such a folder is rebuilt
+# what a demo run leaves at the top of its folder even when it stops half-way (before it records its outputs)
+_DEMO_LAYOUT = frozenset(
+    {
+        CONFIG_NAME,
+        "project.db",
+        "project.db-wal",
+        "project.db-shm",
+        "project.db-journal",
+        "blobs",
+        "release-v1",
+    }
+)
+_MARKER_HEADER = (
+    "# made by `synsetforge demo`: a rerun deletes and rebuilds the entries listed here (and refuses if\n"
+    "# the folder holds anything else)\n"
+)
+
+
 def _prepare_folder(root: Path, fresh: bool) -> None:
-    """Only ever delete a folder that is a synsetforge project; refuse to touch anything else."""
-    if not root.exists():
-        return
-    if (root / CONFIG_NAME).exists():
-        if not fresh:
-            raise InputError(f"{root} already holds a project; rerun with --fresh to rebuild it")
-        shutil.rmtree(root)
-    elif any(root.iterdir()):
+    """Make `root` ready for a new demo project, deleting only what an earlier demo run made there.
+
+    A missing or empty folder is used and marked. A marked folder is rebuilt (with `fresh`) only when every
+    entry in it is one the demo made. Anything else -- a user's project, other files -- is refused with
+    nothing touched: the user picks another folder.
+    """
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root} is a file, not a folder; pick another folder for the demo")
+    marker = root / DEMO_MARKER
+    entries = sorted(p.name for p in root.iterdir() if p.name != DEMO_MARKER) if root.exists() else []
+    if entries and not marker.is_file():
+        what = "holds a synsetforge project" if (root / CONFIG_NAME).exists() else "is not empty"
         raise InputError(
-            f"{root} exists, is not empty and is not a synsetforge project; choose another folder"
+            f"{root} {what} that `synsetforge demo` did not make; nothing was changed: "
+            "pick another folder (a new or empty one) for the demo"
         )
+    if entries:
+        if not fresh:
+            raise InputError(
+                f"{root} holds an earlier demo; rerun with --fresh to rebuild it, or pick another folder"
+            )
+        made = _DEMO_LAYOUT | _recorded_outputs(marker)
+        foreign = [name for name in entries if name not in made]
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise InputError(
+                f"{root} holds an earlier demo and files the demo did not make ({shown}); nothing was deleted: "
+                "move them out or pick another folder"
+            )
+        for name in entries:
+            path = root / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text(_MARKER_HEADER, encoding="utf-8")
+
+
+def _recorded_outputs(marker: Path) -> frozenset[str]:
+    lines = marker.read_text(encoding="utf-8", errors="replace").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def _record_outputs(root: Path) -> None:
+    """List in the marker what this run made, so a rerun rebuilds it and refuses anything added later."""
+    names = sorted(p.name for p in root.iterdir() if p.name != DEMO_MARKER)
+    (root / DEMO_MARKER).write_text(_MARKER_HEADER + "".join(f"{n}\n" for n in names), encoding="utf-8")
 
 
 def run_demo(
@@ -87,6 +143,7 @@ def run_demo(
     console.print(f"            .venv/bin/synsetforge candidates stats -p {directory}")
     console.print(f"            .venv/bin/synsetforge admin token -p {directory}   # then")
     console.print(f"            .venv/bin/synsetforge serve -p {directory}   # http://127.0.0.1:8000/admin")
+    _record_outputs(root)
     return project
 
 
