@@ -151,7 +151,8 @@ def _padded(guesses: np.ndarray) -> np.ndarray:
     return out
 
 
-def _account_id(project: Project, team: str, name: str) -> int:
+def account_id(project: Project, team: str, name: str) -> int:
+    """The participant `name` of `team`, both created when missing (baselines submit like anyone else)."""
     from synsetforge.benchmark.participants import create_account, ensure_team
 
     team_id = ensure_team(project, team)
@@ -247,7 +248,7 @@ def run_classical_baseline(
     if submit_as is not None:
         from synsetforge.benchmark.submissions import submit
 
-        receipt = submit(project, info.id, _account_id(project, *submit_as), data)
+        receipt = submit(project, info.id, account_id(project, *submit_as), data)
         result.submission_id = receipt.id
         say(f"submission {receipt.id} queued for team {submit_as[0]!r}")
     return result

@@ -316,6 +316,27 @@ class ReleaseItem(Base):
     __table_args__ = (Index("ix_release_items_release_split", "release_id", "split"),)
 
 
+class ReleaseFeatures(Base):
+    """Per-image feature vectors of a release computed by a trained network (`synsetforge embed`).
+
+    The vectors live in one blob (`releases.features`); this row says which release, network and run made
+    them. Derived data beside the frozen release: the release itself never changes.
+    """
+
+    __tablename__ = "release_features"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    arch: Mapped[str] = mapped_column(String(64))
+    dim: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+    blob: Mapped[str] = mapped_column(String(64))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (UniqueConstraint("release_id", "name"),)
+
+
 # --- benchmark ------------------------------------------------------------------------------------
 
 
