@@ -12,6 +12,10 @@ Output format, one synset per line after a ``#`` header line, UTF-8, tab-separat
 with ``|`` (underscores turned into spaces, adjective markers such as ``(a)`` removed); ``parents`` are the
 hypernym ids, including instance hypernyms (``@`` and ``@i``), joined with a space, in ``data.noun`` order.
 
+It also writes ``wordnet30-nouns.derived.gz``: the children, depths, heights, LCA ranks and descendant counts
+the hierarchy derives from that file, tied to it by checksum (see ``synsetforge.hierarchy.derived``), so that a
+fresh process need not compute them.
+
 Usage: ``python scripts/build_wordnet.py [--data-noun PATH] [--out DIR]``.
 """
 
@@ -27,6 +31,7 @@ from pathlib import Path
 DEFAULT_DATA_NOUN = Path("/usr/share/wordnet/data.noun")
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "synsetforge" / "hierarchy" / "data"
 DATA_FILE = "wordnet30-nouns.tsv.gz"
+DERIVED_FILE = "wordnet30-nouns.derived.gz"
 LICENSE_FILE = "WORDNET-LICENSE.txt"
 EXPECTED_SYNSETS = 82115
 HEADER = "# WordNet 3.0 nouns for synsetforge: id\tlemmas\tparents\tgloss\n"
@@ -86,8 +91,17 @@ def build(data_noun: Path, out_dir: Path) -> tuple[Path, int]:
     with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
         gz.write(body.getvalue().encode("utf-8"))
     out.write_bytes(raw.getvalue())
+    (out_dir / DERIVED_FILE).write_bytes(derived_bytes(raw.getvalue()))
     (out_dir / LICENSE_FILE).write_text(read_license(text), encoding="utf-8")
     return out, len(rows)
+
+
+def derived_bytes(data: bytes) -> bytes:
+    """The derived file for the data file bytes ``data``."""
+    from synsetforge.hierarchy import derived
+    from synsetforge.hierarchy.wordnet import parse_wordnet
+
+    return derived.encode(parse_wordnet(data), data)
 
 
 def main(argv: list[str] | None = None) -> int:

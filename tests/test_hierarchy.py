@@ -285,6 +285,9 @@ def test_build_script_reproduces_shipped_data(tmp_path: Path) -> None:
     assert gzip.decompress(out.read_bytes()) == gzip.decompress(
         (shipped / build_wordnet.DATA_FILE).read_bytes()
     )
+    assert gzip.decompress((tmp_path / build_wordnet.DERIVED_FILE).read_bytes()) == gzip.decompress(
+        (shipped / build_wordnet.DERIVED_FILE).read_bytes()
+    )
     assert (tmp_path / "WORDNET-LICENSE.txt").read_bytes() == (shipped / "WORDNET-LICENSE.txt").read_bytes()
     assert (
         "WordNet 3.0 Copyright 2006 by Princeton University" in (shipped / "WORDNET-LICENSE.txt").read_text()

@@ -8,27 +8,86 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from synsetforge import __version__
-from synsetforge.baselines.cli import baseline_app
-from synsetforge.benchmark.challenge_cli import challenge_app, submit_command, worker_command
-from synsetforge.benchmark.cli import app as benchmark_app
-from synsetforge.candidates.cli import app as candidates_app
-from synsetforge.candidates.cli import collect_command
+from synsetforge.clilazy import Lazy, lazy_group
 from synsetforge.cliopts import ProjectOpt
-from synsetforge.crowd.aggregation.cli import simulate as simulate_offline
-from synsetforge.crowd.aggregation.cli import votes as aggregate_votes
-from synsetforge.crowd.cli import admin_app, serve, workers_app
-from synsetforge.crowd.cli import app as crowd_app
 from synsetforge.errors import SynsetforgeError
-from synsetforge.hierarchy.cli import app as taxonomy_app
-from synsetforge.releases.cli import app as release_app
-from synsetforge.store.project import Project
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# Each stage's commands, imported only when they run (or print their own --help), so that `synsetforge --help`
+# does not load numpy, SQLAlchemy, FastAPI or torch. A new top-level command is one line here: the target
+# (a typer.Typer group or a plain function) and the short help `synsetforge --help` shows for it; a test
+# checks that it matches the command's own help. In pipeline order, as `synsetforge --help` lists them.
+LAZY_COMMANDS: dict[str, Lazy] = {
+    "taxonomy": Lazy(
+        "synsetforge.hierarchy.cli:app",
+        "Browse the category hierarchy (WordNet 3.0 nouns, or a custom taxonomy with --taxonomy).",
+    ),
+    "collect": Lazy(
+        "synsetforge.candidates.cli:collect_command",
+        "Collect candidate images: register, download, validate, resize, hash, deduplicate and store.",
+    ),
+    "candidates": Lazy(
+        "synsetforge.candidates.cli:app", "Candidate images: statistics of what collection gathered."
+    ),
+    "crowd": Lazy(
+        "synsetforge.crowd.cli:app", "Crowd verification: simulate, aggregate, gold, CSV import/export."
+    ),
+    "workers": Lazy(
+        "synsetforge.crowd.cli:workers_app", "Crowd workers: invite links, marketplace links, list, block."
+    ),
+    "admin": Lazy("synsetforge.crowd.cli:admin_app", "Admin access to the web app."),
+    "serve": Lazy(
+        "synsetforge.crowd.cli:serve",
+        "Serve the worker pages, the admin dashboard and the JSON API (/api/v1) of a project.",
+    ),
+    "release": Lazy(
+        "synsetforge.releases.cli:app",
+        "Immutable releases of the accepted images: create, diff, audit, report, export.",
+    ),
+    "benchmark": Lazy(
+        "synsetforge.benchmark.cli:app",
+        "Score ILSVRC-style submissions (classic devkit or Kaggle CSV files).",
+    ),
+    "challenge": Lazy(
+        "synsetforge.benchmark.challenge_cli:challenge_app",
+        "ILSVRC-style challenges: hidden test labels, per-team limits, leaderboards.",
+    ),
+    "submit": Lazy(
+        "synsetforge.benchmark.challenge_cli:submit_command",
+        "Submit a prediction file to a challenge, over HTTP (--url) or straight into a local project.",
+    ),
+    "worker": Lazy(
+        "synsetforge.benchmark.challenge_cli:worker_command",
+        "Score queued submissions (PostgreSQL: run as many as you like; SQLite: one).",
+    ),
+    "baseline": Lazy(
+        "synsetforge.baselines.cli:baseline_app",
+        "Reference entries: train, write a valid submission, submit it.",
+    ),
+    "train": Lazy(
+        "synsetforge.training.cli:train_command",
+        "Train a network on a release (checkpoint each epoch; --resume continues after a kill).",
+    ),
+    "predict": Lazy(
+        "synsetforge.training.cli:predict_command",
+        "Five guesses per test image of a challenge from a trained network (centre crop); --submit queues it.",
+    ),
+    "transfer": Lazy(
+        "synsetforge.training.cli:transfer_command",
+        "Pretrained vs from scratch on K images per class of another release; val errors with 95% intervals.",
+    ),
+    "embed": Lazy(
+        "synsetforge.training.cli:embed_command",
+        "Store per-image feature vectors (float16) of a release from a trained network (explorer: similar images).",
+    ),
+}
 
 app = typer.Typer(
     name="synsetforge",
@@ -36,6 +95,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=lazy_group(LAZY_COMMANDS),
 )
 synsets_app = typer.Typer(
     help="The synsets (categories) a project collects images for.", no_args_is_help=True
@@ -43,25 +103,14 @@ synsets_app = typer.Typer(
 classes_app = typer.Typer(
     help="ILSVRC-style class lists (validate one with `taxonomy validate`).", no_args_is_help=True
 )
-app.add_typer(taxonomy_app, name="taxonomy")
 app.add_typer(synsets_app, name="synsets")
 app.add_typer(classes_app, name="classes")
-app.add_typer(candidates_app, name="candidates")
-app.add_typer(benchmark_app, name="benchmark")
-crowd_app.command("simulate-offline")(simulate_offline)
-crowd_app.command("votes")(aggregate_votes)
-app.add_typer(crowd_app, name="crowd")
-app.add_typer(workers_app, name="workers")
-app.add_typer(admin_app, name="admin")
-app.command()(serve)
-app.add_typer(release_app, name="release")
-app.add_typer(challenge_app, name="challenge")
-app.command("submit")(submit_command)
-app.command("worker")(worker_command)
-app.add_typer(baseline_app, name="baseline")
-app.command("collect")(collect_command)
 
-console = Console(highlight=False)
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
 
 
 def _version(value: bool) -> None:
@@ -99,6 +148,9 @@ def init(
     ] = None,
 ) -> None:
     """Create a project: config file, metadata database (SQLite WAL or PostgreSQL) and blob store."""
+    from synsetforge.store.project import Project
+
+    console = _console()
     with Project.init(directory, db=db, name=name, taxonomy=taxonomy, blobs=blobs) as project:
         console.print(f"Created project [bold]{project.config.name}[/] in {project.root}")
         console.print(f"  config    {project.root / 'synsetforge.toml'}")
@@ -110,6 +162,11 @@ def init(
 @app.command()
 def info(project: ProjectOpt = None) -> None:
     """Show a project's configuration and how many rows each stage has."""
+    from rich.table import Table
+
+    from synsetforge.store.project import Project
+
+    console = _console()
     with Project.open(project) as p:
         console.print(f"[bold]{p.config.name}[/] at {p.root}")
         console.print(f"database {p.dialect}, schema revision {p.revision}; taxonomy {p.config.taxonomy}")
@@ -123,8 +180,10 @@ def info(project: ProjectOpt = None) -> None:
 @app.command()
 def upgrade(project: ProjectOpt = None) -> None:
     """Migrate the project's database to this version's schema (opening a project also does this)."""
+    from synsetforge.store.project import Project
+
     with Project.open(project) as p:
-        console.print(f"schema at revision {p.revision}")
+        _console().print(f"schema at revision {p.revision}")
 
 
 @synsets_app.command("add")
@@ -138,6 +197,8 @@ def synsets_add(
     project: ProjectOpt = None,
 ) -> None:
     """Add synsets to the project, by id or as a whole subtree."""
+    from synsetforge.store.project import Project
+
     with Project.open(project) as p:
         h = p.hierarchy
         chosen = [h.resolve(i).id for i in ids or []]
@@ -146,16 +207,19 @@ def synsets_add(
         if not chosen:
             raise typer.BadParameter("give synset ids or --subtree")
         new = p.add_synsets(chosen)
-        console.print(f"added {new} synsets ({len(set(chosen)) - new} already in the project)")
+        _console().print(f"added {new} synsets ({len(set(chosen)) - new} already in the project)")
 
 
 @synsets_app.command("list")
 def synsets_list(project: ProjectOpt = None) -> None:
     """List the project's synsets."""
+    from rich.table import Table
     from sqlalchemy import select
 
     from synsetforge.store import schema
+    from synsetforge.store.project import Project
 
+    console = _console()
     with Project.open(project) as p, p.session() as s:
         table = Table("id", "lemmas", "depth", "status")
         rows = s.scalars(select(schema.Synset).order_by(schema.Synset.id)).all()
@@ -175,10 +239,11 @@ def classes_load(
 ) -> None:
     """Validate a class list and store it in the project (its synsets are added too)."""
     from synsetforge.store.classes import load_class_list
+    from synsetforge.store.project import Project
 
     with Project.open(project) as p:
         report, list_id = load_class_list(p, file, name=name)
-        console.print(
+        _console().print(
             f"stored class list {name or file.stem!r} (id {list_id}) with {len(report.ids)} classes"
         )
 
@@ -201,7 +266,7 @@ def demo(
     """Build the demo project for the `plane figure` subtree and show what each stage made."""
     from synsetforge.demo import run_demo
 
-    run_demo(directory, fresh=fresh, console=console, per_synset=per_synset, crowd_seconds=crowd_seconds)
+    run_demo(directory, fresh=fresh, console=_console(), per_synset=per_synset, crowd_seconds=crowd_seconds)
 
 
 def main() -> None:

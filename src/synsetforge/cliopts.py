@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from synsetforge.store.project import PROJECT_ENV
+from synsetforge.store import PROJECT_ENV
 
 ProjectOpt = Annotated[
     Path | None,

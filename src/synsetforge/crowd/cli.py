@@ -1,6 +1,6 @@
 """Command line of crowd verification: `crowd ...`, `workers ...`, `admin token`, `serve`.
 
-The lead registers these in `synsetforge.cli`:
+`synsetforge.cli` registers these lazily (see its LAZY_COMMANDS); mounted by hand they work the same:
     app.add_typer(crowd_app, name="crowd"); app.add_typer(workers_app, name="workers")
     app.add_typer(admin_app, name="admin"); app.command()(serve)
 Every command is a thin layer over `CrowdService` and the modules it names.
@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from synsetforge.clilazy import Lazy, lazy_group
 from synsetforge.cliopts import ProjectOpt
 from synsetforge.crowd.service import CrowdService
 from synsetforge.crowd.settings import CrowdSettings
@@ -22,7 +23,21 @@ from synsetforge.store.project import Project
 
 console = Console(highlight=False)
 app = typer.Typer(
-    help="Crowd verification: simulate, aggregate, gold, CSV import/export.", no_args_is_help=True
+    help="Crowd verification: simulate, aggregate, gold, CSV import/export.",
+    no_args_is_help=True,
+    # The offline aggregation commands import numpy: only when they run.
+    cls=lazy_group(
+        {
+            "simulate-offline": Lazy(
+                "synsetforge.crowd.aggregation.cli:simulate",
+                "Compare dynamic consensus with a fixed-size majority vote on a simulated crowd.",
+            ),
+            "votes": Lazy(
+                "synsetforge.crowd.aggregation.cli:votes",
+                "Aggregate a votes CSV into one decision per task; print a summary, optionally write the rows.",
+            ),
+        }
+    ),
 )
 workers_app = typer.Typer(
     help="Crowd workers: invite links, marketplace links, list, block.", no_args_is_help=True

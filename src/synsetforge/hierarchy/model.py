@@ -2,7 +2,8 @@
 
 Loading stores only flat lists (ids, lemmas, glosses, parent indexes) so that WordNet's 82,115 synsets load in
 a fraction of a second; children, depths, heights and the ancestor closure are derived on first use (safe to
-share between threads: a race may compute one twice, but nobody sees it half-built).
+share between threads: a race may compute one twice, but nobody sees it half-built). WordNet ships its
+children, depths, heights, LCA ranks and descendant counts precomputed (:mod:`synsetforge.hierarchy.derived`).
 
 Definitions used throughout (they follow ILSVRC's hierarchical cost):
 
@@ -20,13 +21,18 @@ import random
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from synsetforge.errors import InputError, NotFoundError
 from synsetforge.hierarchy.suggest import Suggester, did_you_mean
+
+if TYPE_CHECKING:
+    from array import array
+
+    from synsetforge.hierarchy.derived import Derived
 
 IntArray = npt.NDArray[np.int64]
 _LCA_CHUNK = 32768
@@ -68,7 +74,8 @@ class Hierarchy:
 
     Build one with :func:`synsetforge.hierarchy.load_wordnet`, :func:`synsetforge.hierarchy.load_taxonomy` or
     directly from parallel lists (``parents[i]`` holds indexes into ``ids``; the caller guarantees a DAG;
-    ``index``, if given, must map each id to its position).
+    ``index``, if given, must map each id to its position; ``derived``, if given, holds the children,
+    depths, heights, LCA ranks and descendant counts of exactly this DAG, so they need not be computed).
     """
 
     def __init__(
@@ -80,6 +87,7 @@ class Hierarchy:
         *,
         source: str = "custom taxonomy",
         index: dict[str, int] | None = None,
+        derived: Derived | None = None,
     ) -> None:
         if not (len(ids) == len(lemmas) == len(glosses) == len(parents)):
             raise ValueError("ids, lemmas, glosses and parents must have the same length")
@@ -93,7 +101,10 @@ class Hierarchy:
         )
         if len(self._index) != len(self._ids):
             raise ValueError("synset ids must be unique")
-        self._children: list[tuple[int, ...]] | None = None
+        if derived is not None and len(derived.depth) != len(self._ids):
+            raise ValueError("derived values are for a hierarchy of another size")
+        self._derived = derived
+        self._children: Sequence[tuple[int, ...]] | None = derived.children if derived else None
         self._topo: list[int] | None = None
         self._depth: IntArray | None = None
         self._max_depth: IntArray | None = None
@@ -258,7 +269,7 @@ class Hierarchy:
         return out
 
     # ------------------------------------------------------------------ structure
-    def _kids(self) -> list[tuple[int, ...]]:
+    def _kids(self) -> Sequence[tuple[int, ...]]:
         if self._children is None:
             kids: list[list[int]] = [[] for _ in self._ids]
             for i, ps in enumerate(self._parents):
@@ -287,8 +298,16 @@ class Hierarchy:
         return self._topo
 
     def _levels(self) -> None:
-        order = self._order()
         n = len(self._ids)
+        if self._derived is not None:
+            d = self._derived
+            self._depth, self._max_depth = _int64(d.depth), _int64(d.max_depth)
+            self._height, self._by_rank = _int64(d.height), _int64(d.by_rank)
+            rank = np.empty(n, dtype=np.int64)
+            rank[self._by_rank] = np.arange(n, dtype=np.int64)
+            self._rank = rank
+            return
+        order = self._order()
         dmin = [0] * n
         dmax = [0] * n
         parents = self._parents
@@ -411,6 +430,8 @@ class Hierarchy:
 
     def num_descendants(self, synset_id: str) -> int:
         """How many distinct synsets lie below this one (cheap after the first call)."""
+        if self._ndesc is None and self._derived is not None:
+            self._ndesc = _int64(self._derived.ndesc)
         if self._ndesc is None:
             _, flat = self._closure_csr()
             _, by_rank = self._ranks()
@@ -595,6 +616,11 @@ class Hierarchy:
         from synsetforge.hierarchy.expand import expand_queries
 
         return expand_queries(self, synset_id, mode)
+
+
+def _int64(values: array[int]) -> IntArray:
+    """A precomputed int32 array as the int64 numpy array the rest of the model works with."""
+    return np.frombuffer(values, dtype=np.int32).astype(np.int64)
 
 
 def _gather(ptr: IntArray, flat: IntArray, nodes: IntArray, pair: IntArray, n: int) -> IntArray:

@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from synsetforge.store.blobs import BlobStorage, BlobStore, FsspecBlobStore, open_blob_store
     from synsetforge.store.project import Project, ProjectConfig
 
+PROJECT_ENV = "SYNSETFORGE_PROJECT"
+"""Environment variable naming the project folder (here, not in `project`, so the CLI reads it for free)."""
+
 __all__ = ["BlobStorage", "BlobStore", "FsspecBlobStore", "Project", "ProjectConfig", "open_blob_store"]
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from synsetforge.errors import InputError, NotFoundError, StoreError
-from synsetforge.store import schema
+from synsetforge.store import PROJECT_ENV, schema
 from synsetforge.store.blobs import BlobStorage, open_blob_store
 from synsetforge.store.migrate import ensure_schema
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 CONFIG_NAME = "synsetforge.toml"
 DEFAULT_DB = "sqlite:///project.db"
 DEFAULT_BLOBS = "blobs"
-PROJECT_ENV = "SYNSETFORGE_PROJECT"
 
 
 def redact(url: str) -> str:
