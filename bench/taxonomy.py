@@ -1,4 +1,8 @@
-"""Benchmark the hierarchy: cold load time of WordNet 3.0 and lowest-common-ancestor throughput.
+"""Benchmark the hierarchy: command-line start-up, cold load time of WordNet 3.0 and LCA throughput.
+
+Start-up: wall time of `synsetforge --help` and `synsetforge taxonomy show n02084071` in fresh processes,
+next to `python -c pass` (the floor no command can beat). Goals: --help under 0.3 s, taxonomy show under 0.6 s
+(best wall time; the CPU time, user + system, shows the cost when other processes share the cores).
 
 Peer: NLTK's WordNet is not available offline, so the baseline is a plain-Python LCA (breadth-first ancestor
 sets per query, intersected, no caching), the way one writes it without a precomputed closure. Every method
@@ -6,11 +10,13 @@ must return the same LCA; the script exits 1 if they disagree.
 
     python bench/taxonomy.py                       # 100,000 queries
     python bench/taxonomy.py --queries 10000 --reference-queries 2000 --loads 1
+    python bench/taxonomy.py --startup-only        # just the command-line start-up times
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import statistics
@@ -49,6 +55,44 @@ def cold_loads(runs: int) -> None:
     print(f"load_wordnet best {best:.3f} s: {'OK' if best < 1.0 else 'SLOW'} (goal < 1 s)")
 
 
+STARTUP_GOALS = {"--help": 0.3, "taxonomy show n02084071": 0.6}
+
+
+def startup(runs: int) -> bool:
+    """Median and best wall time of the CLI against `python -c pass`; True when both goals are met."""
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "--help": [sys.executable, "-m", "synsetforge", "--help"],
+        "taxonomy show n02084071": [sys.executable, "-m", "synsetforge", "taxonomy", "show", "n02084071"],
+    }
+    env = {k: v for k, v in os.environ.items() if k != "SYNSETFORGE_PROJECT"}
+    ok = True
+    floor = 0.0
+    for name, argv in commands.items():
+        times, cpu = [], []
+        for _ in range(runs):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t = time.perf_counter()
+            subprocess.run(argv, check=True, capture_output=True, env=env)
+            times.append(time.perf_counter() - t)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        med, best = statistics.median(times), min(times)
+        line = (
+            f"start-up {name:<26} median {med:.3f} s, best {best:.3f} s, CPU {min(cpu):.3f} s ({runs} runs)"
+        )
+        if name == "python -c pass":
+            floor = best
+        else:
+            goal = STARTUP_GOALS[name]
+            ok &= best < goal
+            line += (
+                f", {best - floor:.3f} s above the floor: {'OK' if best < goal else 'SLOW'} (goal < {goal} s)"
+            )
+        print(line)
+    return ok
+
+
 def reference_lca(parents, height, depth, ids, a: int, b: int):
     """Plain Python, no caching: ancestor sets by BFS, intersect, lowest by (height, -depth, id)."""
 
@@ -79,7 +123,13 @@ def main() -> int:
     )
     parser.add_argument("--loads", type=int, default=3, help="fresh-process load timings (0 to skip)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--startup-runs", type=int, default=5, help="fresh-process CLI timings (0 to skip)")
+    parser.add_argument("--startup-only", action="store_true", help="time only the command-line start-up")
     args = parser.parse_args()
+    if args.startup_runs or args.startup_only:
+        fast = startup(max(args.startup_runs, 1))
+        if args.startup_only:
+            return 0 if fast else 1
     n_ref = args.reference_queries if args.reference_queries is not None else args.queries
 
     if args.loads:
