@@ -1,7 +1,8 @@
 """Receiving submissions: size limit, open dates, the per-team daily limit, then a queued scoring job.
 
 Nothing is parsed here: the file is stored as a blob and a `score_submission` job is queued in the same
-transaction, so the request path stays O(upload). The worker parses it; a malformed file ends `failed` with
+transaction, so the request path stays O(upload). Every limit is checked before the blob is written, and a
+request refused after writing it (a race for the team's last slot) removes the blob unless a row uses it. The worker parses it; a malformed file ends `failed` with
 the parser's line/field/reason message and stops counting against the limit.
 
 The limit is per TEAM over any 24 hours. The check-and-insert runs after locking the team's row (a no-op
@@ -11,6 +12,7 @@ same moment cannot both take the last slot.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,8 +25,10 @@ from synsetforge.benchmark.queue import enqueue
 from synsetforge.benchmark.scoring import sniff_format
 from synsetforge.errors import InputError, NotFoundError
 from synsetforge.store import schema
+from synsetforge.store.blobs import sha256_hex
 from synsetforge.store.project import Project
 
+log = logging.getLogger(__name__)
 WINDOW = timedelta(hours=24)
 JOB_KIND = "score_submission"
 
@@ -116,40 +120,63 @@ def submit(
     if not data.strip():
         raise InputError("the file is empty: expected one line per test image (or a Kaggle CSV)")
     fmt = sniff_format(data)
+    with project.session() as s:  # refuse before a byte is stored; checked again under the team's lock
+        _within_limit(s, info.id, acct, info.settings.daily_limit, now)
+    created = not project.blobs.exists(sha256_hex(data))
     key = project.blobs.put(data)
-    with project.session() as s:
-        # lock the team first: serialises concurrent submissions of one team across all its accounts
-        s.execute(
-            update(schema.Team)
-            .where(schema.Team.id == acct.team_id)
-            .values(name=schema.Team.name)
-            .execution_options(synchronize_session=False)
-        )
-        used = _usage(s, info.id, acct.team_id, info.settings.daily_limit, now)
-        if used.remaining == 0:
-            at = (
-                f"; the next slot opens at {used.next_slot_at:%Y-%m-%d %H:%M} UTC"
-                if used.next_slot_at
-                else ""
+    try:
+        with project.session() as s:
+            # lock the team first: serialises concurrent submissions of one team across all its accounts
+            s.execute(
+                update(schema.Team)
+                .where(schema.Team.id == acct.team_id)
+                .values(name=schema.Team.name)
+                .execution_options(synchronize_session=False)
             )
-            raise LimitReached(
-                f"team {acct.team!r} has used its {used.limit} submissions for the last 24 hours "
-                f"(the limit is per team, across all its accounts){at}"
+            used = _within_limit(s, info.id, acct, info.settings.daily_limit, now)
+            row = schema.Submission(
+                challenge_id=info.id,
+                team_id=acct.team_id,
+                participant_id=acct.id,
+                blob=key,
+                format=fmt,
+                status="queued",
+                created_at=now,
             )
-        row = schema.Submission(
-            challenge_id=info.id,
-            team_id=acct.team_id,
-            participant_id=acct.id,
-            blob=key,
-            format=fmt,
-            status="queued",
-            created_at=now,
+            s.add(row)
+            s.flush()
+            job_id = enqueue(s, JOB_KIND, {"submission_id": row.id})
+            after = Usage(used.used + 1, used.limit, None)
+            receipt = Receipt(row.id, info.name, acct.team, fmt, len(data), job_id, after)
+    except BaseException:
+        if created:  # a refused request leaves no file behind (unless a row took the same bytes meanwhile)
+            _discard_unreferenced(project, key)
+        raise
+    return receipt
+
+
+def _within_limit(s: Session, challenge_id: int, acct: Account, limit: int, now: datetime) -> Usage:
+    """The team's usage; raises LimitReached when it has no submission left in the window."""
+    used = _usage(s, challenge_id, acct.team_id, limit, now)
+    if used.remaining == 0:
+        at = f"; the next slot opens at {used.next_slot_at:%Y-%m-%d %H:%M} UTC" if used.next_slot_at else ""
+        raise LimitReached(
+            f"team {acct.team!r} has used its {used.limit} submissions for the last 24 hours "
+            f"(the limit is per team, across all its accounts){at}"
         )
-        s.add(row)
-        s.flush()
-        job_id = enqueue(s, JOB_KIND, {"submission_id": row.id})
-        after = Usage(used.used + 1, used.limit, None)
-        return Receipt(row.id, info.name, acct.team, fmt, len(data), job_id, after)
+    return used
+
+
+def _discard_unreferenced(project: Project, key: str) -> None:
+    """Delete the blob `key` unless a submission or an image refers to it (blobs are shared by content)."""
+    try:
+        with project.session() as s:
+            for column in (schema.Submission.blob, schema.Image.blob):
+                if s.scalar(select(func.count()).where(column == key)):
+                    return
+        project.blobs.delete(key)
+    except Exception:  # best effort: the request's own error is the one to report
+        log.warning("could not remove the unused submission blob %s", key, exc_info=True)
 
 
 def submission_row(project: Project, submission_id: int, *, team_id: int | None = None) -> schema.Submission:
