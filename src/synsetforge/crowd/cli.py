@@ -230,6 +230,7 @@ def simulate(
 
 def print_simulation(sim: object, settings: CrowdSettings, out: Console | None = None) -> None:
     from synsetforge.crowd.drive import Simulation
+    from synsetforge.crowd.simulate import shown
 
     assert isinstance(sim, Simulation)
     out = out or console
@@ -249,7 +250,8 @@ def print_simulation(sim: object, settings: CrowdSettings, out: Console | None =
         f"images {r.images}: {r.accepted} accepted, {r.rejected} rejected, {r.undecided} undecided, {r.open} open"
     )
     out.print(
-        f"votes {r.votes} ({r.votes_excluded} excluded after blocks) = {r.votes_per_decided:.2f} per decided image; "
+        f"votes {r.votes} ({r.votes_excluded} excluded after blocks) = {shown(r.votes_per_decided, '.2f')} "
+        "per decided image; "
         f"{r.gold_votes} gold votes"
     )
     out.print(

@@ -181,7 +181,8 @@ def simulate_over_http(
         )
     with project.session() as s:
         has_gold = s.scalar(select(schema.Gold.candidate_id).limit(1)) is not None
-    gold_added = 0 if has_gold else gold_from_ground_truth(project, gold_per_synset, seed=seed)
+    # Gold is taken from the candidates themselves: leave at least half of each synset's to verify.
+    gold_added = 0 if has_gold else gold_from_ground_truth(project, gold_per_synset, seed=seed, max_share=0.5)
     truth = load_truth(project)
     pool = make_worker_pool(
         workers, mean_accuracy=accuracy, spammer_fraction=spammers, adversary_fraction=adversaries, seed=seed

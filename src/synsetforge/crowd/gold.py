@@ -35,11 +35,16 @@ def add_gold(project: Project, answers: Mapping[int, bool]) -> int:
     return len(ids)
 
 
-def gold_from_ground_truth(project: Project, per_synset: int = 6, seed: int = 0) -> int:
+def gold_from_ground_truth(
+    project: Project, per_synset: int = 6, seed: int = 0, max_share: float = 1.0
+) -> int:
     """Pick `per_synset` gold images per synset (half positives, half negatives where possible) among
-    stored candidates with ground truth that nobody has voted on yet. Returns how many were added."""
+    stored candidates with ground truth that nobody has voted on yet, but at most `max_share` of each
+    synset's such candidates (rounded down), so that some are left to verify. Returns how many were added."""
     if per_synset < 1:
         raise InputError(f"per_synset must be >= 1, got {per_synset}")
+    if not 0 < max_share <= 1:
+        raise InputError(f"max_share must be in (0, 1], got {max_share}")
     rng = random.Random(seed)
     c, gt, v, g = schema.Candidate, schema.GroundTruth, schema.Vote, schema.Gold
     with project.session() as s:
@@ -62,9 +67,10 @@ def gold_from_ground_truth(project: Project, per_synset: int = 6, seed: int = 0)
     for _sid, (pos, neg) in sorted(by_synset.items()):
         rng.shuffle(pos)
         rng.shuffle(neg)
-        n_pos = min(len(pos), (per_synset + 1) // 2)
-        n_neg = min(len(neg), per_synset - n_pos)
-        n_pos = min(len(pos), per_synset - n_neg)
+        wanted = min(per_synset, int((len(pos) + len(neg)) * max_share))
+        n_pos = min(len(pos), (wanted + 1) // 2)
+        n_neg = min(len(neg), wanted - n_pos)
+        n_pos = min(len(pos), wanted - n_neg)
         chosen.update(dict.fromkeys(pos[:n_pos], True))
         chosen.update(dict.fromkeys(neg[:n_neg], False))
     return add_gold(project, chosen)

@@ -13,7 +13,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.consensus import playable
-from synsetforge.crowd.simulate import DecisionRates
+from synsetforge.crowd.simulate import DecisionRates, shown
 from synsetforge.store import schema
 
 
@@ -38,10 +38,11 @@ class TruthReport(DecisionRates):
 
     def summary(self) -> str:
         return (
-            f"precision {self.precision:.2%} on {self.accepted} accepted ({self.true_accepted} truly good), "
-            f"recall {self.recall:.2%}; {self.rejected} rejected, {self.undecided} undecided, {self.open} open "
+            f"precision {shown(self.precision, '.2%')} on {self.accepted} accepted "
+            f"({self.true_accepted} truly good), "
+            f"recall {shown(self.recall, '.2%')}; {self.rejected} rejected, {self.undecided} undecided, {self.open} open "
             f"of {self.images}; {self.votes} votes ({self.votes_excluded} excluded) = "
-            f"{self.votes_per_decided:.2f} per decided image; {self.gold_votes} gold votes"
+            f"{shown(self.votes_per_decided, '.2f')} per decided image; {self.gold_votes} gold votes"
         )
 
 

@@ -148,6 +148,11 @@ def screen_workers(
     return admitted, blocked, len(workers) * gold.questions
 
 
+def shown(value: float | None, spec: str) -> str:
+    """A rate for people: ``format(value, spec)``, or ``n/a`` when it is undefined (None or NaN)."""
+    return "n/a" if value is None or value != value else format(value, spec)
+
+
 class DecisionRates:
     """Precision, recall and decided count from accepted/rejected/true_accepted/positives counts.
 
@@ -217,9 +222,9 @@ class SimulationReport(DecisionRates):
 
     def summary(self) -> str:
         return (
-            f"{self.method}: precision {self.precision:.2%} on {self.accepted} accepted, "
-            f"recall {self.recall:.2%}, {self.undecided} undecided of {self.images}; "
-            f"{self.votes_per_decided_image:.2f} votes per decided image ({self.votes} votes, "
+            f"{self.method}: precision {shown(self.precision, '.2%')} on {self.accepted} accepted, "
+            f"recall {shown(self.recall, '.2%')}, {self.undecided} undecided of {self.images}; "
+            f"{shown(self.votes_per_decided_image, '.2f')} votes per decided image ({self.votes} votes, "
             f"{self.initial_votes} initial, {self.gold_votes} gold, {self.blocked_workers} workers blocked)"
         )
 
