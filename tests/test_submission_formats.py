@@ -368,3 +368,30 @@ def test_data_classes_validate_direct_construction() -> None:
     )
     assert gt.box_offsets is not None and gt.box_offsets.tolist() == [0, 1, 3]
     assert gt.box_labels is not None and gt.box_labels.tolist() == [0, 1, 1]
+
+
+def test_kaggle_image_ids_with_or_without_extension() -> None:
+    """Challenges name test images `test_00000001.JPEG`; solution files write `test_00000001`: both match."""
+    jpeg = ("test_00000002.JPEG", "test_00000001.JPEG")
+    body = HEADER + "test_00000001,n01443537\ntest_00000002.JPEG,n01491361\n"
+    sub = parse_kaggle_submission(body.encode(), CLASSES, jpeg, boxes=False)
+    assert sub.labels[:, 0].tolist() == [3, 1]
+    stems = ("test_00000002", "test_00000001")
+    body = HEADER + "test_00000001.JPEG,n01443537\ntest_00000002,n01491361\n"
+    sub = parse_kaggle_submission(body.encode(), CLASSES, stems, boxes=False)
+    assert sub.labels[:, 0].tolist() == [3, 1]
+
+
+def test_kaggle_both_spellings_of_one_image_are_a_repeat() -> None:
+    body = HEADER + "test_00000001,n01443537\ntest_00000001.JPEG,n01491361\n"
+    msg = error_of(parse_kaggle_submission, body.encode(), CLASSES, ("test_00000001.JPEG",), boxes=False)
+    assert "line 3, field 1: image 'test_00000001.JPEG' already appeared on line 2" in msg
+
+
+def test_kaggle_stem_shared_by_two_images_must_be_written_in_full() -> None:
+    ids = ("a.JPEG", "a.png")
+    msg = error_of(parse_kaggle_submission, (HEADER + "a,n01440764\n").encode(), CLASSES, ids, boxes=False)
+    assert "'a' is not a test image of this challenge" in msg
+    body = HEADER + "a.png,n01440764\na.JPEG,n01443537\n"
+    sub = parse_kaggle_submission(body.encode(), CLASSES, ids, boxes=False)
+    assert sub.labels[:, 0].tolist() == [1, 0]

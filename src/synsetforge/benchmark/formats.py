@@ -8,6 +8,8 @@ What is accepted (anything else is an `InputError` naming line, field and reason
 * Kaggle submission: header `ImageId,PredictionString`, then one row per test image in any order;
   PredictionString holds up to 5 wnids (`boxes=False`) or up to 5 groups `wnid xmin ymin xmax ymax`
   (`boxes=True`); empty means no guess. Every test image must appear exactly once; blank lines are ignored.
+  An ImageId may be written with or without its file extension (`test_00000001.JPEG` or `test_00000001`, as
+  Kaggle's and the project's own solution files write it), whichever the test image ids use.
 * ground truth: `LOC_val_solution.csv` (one or more `wnid xmin ymin xmax ymax` per image, one class per
   image) or `ILSVRC2012_validation_ground_truth.txt` (one class id per line, file-name order).
 * coordinates: any number Python's `float` reads that is finite and >= 0, with xmin <= xmax and ymin <= ymax.
@@ -340,20 +342,54 @@ def _csv_rows(lines: list[str], what: str) -> tuple[list[str], list[str], np.nda
     return images, preds, np.asarray(line_numbers, dtype=np.int64)
 
 
-def _first_repeat(images: list[str]) -> tuple[int, int]:
-    """Positions (first, again) of the first image listed twice."""
-    first: dict[str, int] = {}
-    for k, image in enumerate(images):
-        if image in first:
-            return first[image], k
-        first[image] = k
+def _first_repeat(keys: Sequence[object]) -> tuple[int, int]:
+    """Positions (first, again) of the first key listed twice."""
+    first: dict[object, int] = {}
+    for k, key in enumerate(keys):
+        if key in first:
+            return first[key], k
+        first[key] = k
     raise AssertionError("no repeated image")
 
 
-def _repeat_message(images: list[str], lns: np.ndarray, what: str) -> str:
-    first, again = _first_repeat(images)
+def _repeat_message(
+    images: list[str], lns: np.ndarray, what: str, keys: Sequence[object] | None = None
+) -> str:
+    """The first image given twice (``keys``: what identifies an image, when not its spelling)."""
+    first, again = _first_repeat(images if keys is None else keys)
     at = where(what, int(lns[again]), 1)
     return f"{at}: image {show(images[again])} already appeared on line {lns[first]}"
+
+
+def _image_finder(ids: Sequence[str]) -> Callable[[str], int]:
+    """Position of an ImageId among ``ids`` (-1 if absent), with or without the file extension.
+
+    ``test_00000001`` finds ``test_00000001.JPEG`` and the other way round; a stem shared by two ids
+    (``a.JPEG`` and ``a.png``) is ambiguous and must be written in full.
+    """
+    exact = {image: i for i, image in enumerate(ids)}
+    by_stem: dict[str, int] = {}
+    for i, image in enumerate(ids):
+        stem = _stem(image)
+        if stem != image and stem not in exact:
+            by_stem[stem] = -1 if stem in by_stem else i
+
+    def find(image: str) -> int:
+        i = exact.get(image)
+        if i is None:
+            i = by_stem.get(image)
+        if i is None:
+            stem = _stem(image)
+            i = exact.get(stem, -1) if stem != image else -1
+        return i
+
+    return find
+
+
+def _stem(name: str) -> str:
+    """``name`` without a final ``.ext`` (1 to 5 letters or digits), else ``name``."""
+    stem, dot, ext = name.rpartition(".")
+    return stem if dot and stem and 0 < len(ext) <= 5 and ext.isalnum() else name
 
 
 def _kaggle_submission(
@@ -362,8 +398,8 @@ def _kaggle_submission(
     what = "submission"
     ids = check_image_ids(image_ids, "image ids")
     images, preds, lns = _csv_rows(lines, what)
-    get = {image: i for i, image in enumerate(ids)}.get
-    targets = np.array([get(image, -1) for image in images], dtype=np.int64)
+    find = _image_finder(ids)
+    targets = np.array([find(image) for image in images], dtype=np.int64)
     if (targets < 0).any():
         k = int(np.argmax(targets < 0))
         raise InputError(
@@ -371,7 +407,7 @@ def _kaggle_submission(
         )
     seen = np.bincount(targets, minlength=len(ids))
     if (seen > 1).any():
-        raise InputError(_repeat_message(images, lns, what))
+        raise InputError(_repeat_message(images, lns, what, targets.tolist()))
     if (seen == 0).any():
         missing = [ids[i] for i in np.flatnonzero(seen == 0)[:3].tolist()]
         sample = ", ".join(show(m) for m in missing)
