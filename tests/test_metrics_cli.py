@@ -120,3 +120,35 @@ def test_bad_submission_is_an_input_error_with_its_location(files: Path) -> None
     assert isinstance(result.exception, InputError) and "needs the list of test image ids" in str(
         result.exception
     )
+
+
+def test_hierarchical_error_is_normalised_like_a_challenge(tmp_path: Path) -> None:
+    """WordNet classes: divide by WordNet's height, as a challenge on a WordNet project does, and say so."""
+    from synsetforge.hierarchy import load_wordnet
+
+    wn = load_wordnet()
+    dog, cat, whippet = "n02084071", "n02121620", "n02091134"
+    (tmp_path / "classes.txt").write_text(f"{dog} dog\n{cat} cat\n{whippet} whippet\n")
+    (tmp_path / "truth.csv").write_text(f"ImageId,PredictionString\nv1,{dog} 0 0 9 9\nv2,{cat} 0 0 9 9\n")
+    (tmp_path / "a.csv").write_text(f"ImageId,PredictionString\nv1,{cat}\nv2,{cat}\n")
+    np.save(tmp_path / "cost.npy", wn.hierarchical_cost_matrix([dog, cat, whippet]))
+    args = ["score", str(tmp_path / "a.csv"), "--truth", str(tmp_path / "truth.csv")]
+    args += ["--classes", str(tmp_path / "classes.txt"), "--cost", str(tmp_path / "cost.npy")]
+    lca = wn.lca(dog, cat)
+    assert lca is not None
+    lca_height = lca[1]
+    out = json.loads(run(*args, "--json"))
+    assert out["hierarchy_max_height"] == wn.max_height
+    assert out["hierarchical_error_normalized"] == pytest.approx(lca_height / 2 / wn.max_height)
+    assert out["hierarchy_max_height_from"] == "the height of WordNet 3.0, as challenges divide by"
+    assert f"max height {wn.max_height} (the height of WordNet 3.0" in run(*args)
+    out = json.loads(run(*args, "--json", "--max-height", "40"))
+    assert out["hierarchy_max_height"] == 40 and out["hierarchy_max_height_from"] == "--max-height"
+
+
+def test_non_wordnet_classes_normalise_by_the_largest_cost_and_say_so(files: Path) -> None:
+    out = json.loads(
+        run("score", str(files / "a.csv"), *common(files), "--json", "--cost", str(files / "cost.npy"))
+    )
+    assert out["hierarchy_max_height"] == 2
+    assert out["hierarchy_max_height_from"].startswith("the largest cost")

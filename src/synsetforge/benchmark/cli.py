@@ -75,7 +75,12 @@ CostOpt = Annotated[
     Path | None, typer.Option("--cost", help=".npy class x class matrix of LCA heights (hierarchical error).")
 ]
 MaxHeightOpt = Annotated[
-    float | None, typer.Option("--max-height", help="Largest possible height (default: the largest cost).")
+    float | None,
+    typer.Option(
+        "--max-height",
+        help="Largest possible height, the 2011 divisor (default: WordNet 3.0's height when every class is "
+        "a WordNet synset, as challenges use; else the largest cost).",
+    ),
 ]
 ExcludeOpt = Annotated[
     Path | None, typer.Option("--exclude", help="Images to leave out: ids or 1-based file-order indices.")
@@ -101,6 +106,28 @@ def _cost(path: Path | None) -> np.ndarray | None:
         return np.asarray(np.load(path, allow_pickle=False))
     except (ValueError, OSError) as e:
         raise InputError(f"cost matrix: {path} is not a .npy array ({e})") from None
+
+
+def _max_height(given: float | None, cost: np.ndarray | None, classes: ClassList) -> tuple[float | None, str]:
+    """The largest possible height the 2011 rule divides by, and where it comes from (printed with it).
+
+    Challenges divide by the height of their project's hierarchy; a file scored here has only class ids, so
+    WordNet 3.0 (whose synsets they are, as in ILSVRC) gives that height when it holds every class.
+    """
+    if cost is None:
+        return given, ""
+    if given is not None:
+        return given, "--max-height"
+    from synsetforge.hierarchy import load_wordnet
+
+    wordnet = load_wordnet()
+    if not all(w in wordnet for w in classes.wnids):
+        return None, "the largest cost: not every class is a WordNet 3.0 synset; --max-height sets it"
+    try:
+        top = float(np.max(cost)) if cost.size else 0.0
+    except (TypeError, ValueError):
+        top = 0.0  # score() reports what is wrong with the matrix
+    return max(float(wordnet.max_height), top), "the height of WordNet 3.0, as challenges divide by"
 
 
 def _per_image(s: Scores, metric: Metric) -> np.ndarray:
@@ -144,7 +171,9 @@ def score_command(
     """Print top-1/top-5 (and hierarchical, localization) error with 95% bootstrap intervals."""
     class_list, gt, mask = _load(truth, classes, images, exclude)
     sub = parse_submission(submission, class_list, gt.image_ids, boxes=boxes, format=fmt.value)
-    s = score(sub, gt, cost=_cost(cost), max_height=max_height, exclude=mask)
+    matrix = _cost(cost)
+    height, height_from = _max_height(max_height, matrix, class_list)
+    s = score(sub, gt, cost=matrix, max_height=height, exclude=mask)
     intervals = {m: bootstrap_interval(_per_image(s, m), seed=seed) for m in _available(s)}
     confused = [
         {"truth": class_list.wnids[p.truth], "guess": class_list.wnids[p.guess], "count": p.count}
@@ -153,6 +182,8 @@ def score_command(
     if as_json:
         out: dict[str, Any] = s.summary()
         out["intervals_95"] = {m.value: [iv.low, iv.high] for m, iv in intervals.items()}
+        if s.hierarchy_max_height is not None:
+            out["hierarchy_max_height_from"] = height_from
         out["confused_pairs"] = confused
         typer.echo(json.dumps(out, indent=2))
         return
@@ -172,7 +203,9 @@ def score_command(
         if m is Metric.hierarchical and s.hierarchy_max_height:
             h = s.hierarchy_max_height
             interval = f"{iv.low / h:.4f} - {iv.high / h:.4f}"
-            table.add_row(f"hierarchical / max height {h:g}", f"{iv.estimate / h:.4f}", interval)
+            table.add_row(
+                f"hierarchical / max height {h:g} ({height_from})", f"{iv.estimate / h:.4f}", interval
+            )
     console.print(table)
     if confused:
         pairs = Table(title="most confused (truth -> top-1 guess)")
@@ -205,6 +238,7 @@ def compare_command(
     """Paired test of two submissions on the same images: errors, difference (A - B) and p-value."""
     class_list, gt, mask = _load(truth, classes, images, exclude)
     matrix = _cost(cost)
+    max_height, _ = _max_height(max_height, matrix, class_list)
     losses = []
     for path in (a, b):
         sub = parse_submission(path, class_list, gt.image_ids, boxes=boxes, format=fmt.value)
