@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.runtime-$(HASH)
 TESTING := $(VENV)/.testing-$(HASH)
 LINTED := src tests bench scripts
 
-.PHONY: demo test lint typecheck unit bench-venv clean
+.PHONY: demo test system-packages lint typecheck unit bench-venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +35,14 @@ lint: $(TESTING)
 typecheck: $(TESTING)
 	$(BIN)/mypy
 
-unit: $(TESTING)
+# Debian packages the tests need (Chromium, wordnet-base, postgresql-client), installed only when missing.
+system-packages:
+	bash scripts/system-packages.sh
+
+unit: $(TESTING) system-packages
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+test: system-packages lint typecheck unit
 
 # Peers used only by benchmarks (crowd-kit, scikit-image) live in their own venv: they pull large or
 # conflicting dependencies that must not reach the package's runtime. img2dataset has its own too
