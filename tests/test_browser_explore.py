@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from _browser import launch_chromium
 from _release_fixtures import WNIDS, build_release_project
 from synsetforge.releases.release import create_release
 from synsetforge.releases.splits import SplitSpec
@@ -17,15 +18,6 @@ from synsetforge.web.app import create_app
 from synsetforge.web.server import ThreadedServer
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
@@ -40,10 +32,8 @@ def served(tmp_path: Path) -> Iterator[ThreadedServer]:
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package")
     with playwright_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        b = launch_chromium(pw)
         try:
             yield b
         finally:

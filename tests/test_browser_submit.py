@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from _browser import launch_chromium
 from _challenge_fixtures import (
     UvicornThread,
     World,
@@ -19,15 +20,6 @@ from _challenge_fixtures import (
 from synsetforge.benchmark.worker import drain
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
@@ -54,7 +46,7 @@ def test_upload_in_chromium_is_scored_and_ranked(world: World, tmp_path: Path) -
     upload.write_bytes(oracle_file(world, "shapes", wrong=1))
     csp_errors: list[str] = []
     with UvicornThread(web_app(world)) as server, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page()
             page.on(

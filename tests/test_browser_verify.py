@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from _browser import launch_chromium
 from synsetforge.crowd.drive import load_truth
 from synsetforge.crowd.gold import gold_from_ground_truth
 from synsetforge.crowd.seed import add_synthetic_candidates
@@ -19,15 +20,6 @@ from synsetforge.web.app import create_app
 from synsetforge.web.server import ThreadedServer
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 SQUARE = "n13878634"
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,10 +39,8 @@ def served(tmp_path: Path) -> Iterator[tuple[Project, ThreadedServer]]:
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package")
     with playwright_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        b = launch_chromium(pw)
         try:
             yield b
         finally:
