@@ -10,8 +10,8 @@ import shutil
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
+from synsetforge.clitables import Table
 from synsetforge.errors import InputError
 from synsetforge.store.project import CONFIG_NAME, Project
 

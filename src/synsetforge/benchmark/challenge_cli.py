@@ -18,7 +18,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from synsetforge.benchmark.challenge import (
@@ -35,6 +34,7 @@ from synsetforge.benchmark.queue import counts as job_counts
 from synsetforge.benchmark.standings import Board, board_csv, leaderboard, team_submissions
 from synsetforge.benchmark.submissions import count_submissions, submit
 from synsetforge.cliopts import ProjectOpt
+from synsetforge.clitables import Table
 from synsetforge.errors import InputError
 from synsetforge.store.project import Project
 

@@ -14,7 +14,6 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from synsetforge.benchmark.data import ClassList, GroundTruth
 from synsetforge.benchmark.formats import (
@@ -26,6 +25,7 @@ from synsetforge.benchmark.formats import (
 )
 from synsetforge.benchmark.leaderboard import bootstrap_interval, paired_test
 from synsetforge.benchmark.metrics import Scores, score
+from synsetforge.clitables import Table
 from synsetforge.errors import InputError, NotFoundError
 
 app = typer.Typer(

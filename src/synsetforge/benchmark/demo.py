@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
 
 from synsetforge.benchmark.challenge import METRIC_LABELS, ChallengeInfo, create_challenge, list_challenges
 from synsetforge.benchmark.challenge_cli import fmt_metric, print_board
 from synsetforge.benchmark.standings import leaderboard
 from synsetforge.benchmark.worker import drain
+from synsetforge.clitables import Table
 from synsetforge.errors import InputError
 from synsetforge.store.project import Project
 

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from synsetforge.candidates.collect import CollectOptions, CollectSummary, collect
 from synsetforge.candidates.netpolicy import FetchPolicy
 from synsetforge.candidates.process import ImagePolicy
 from synsetforge.candidates.stats import Tally, candidate_stats
 from synsetforge.cliopts import ProjectOpt
+from synsetforge.clitables import Table
 from synsetforge.errors import InputError
 from synsetforge.store.project import Project
 
@@ -215,6 +215,24 @@ def print_summary(summary: CollectSummary, console: Console) -> None:
         f"registered {summary.registered} refs; processed {summary.processed} candidates in "
         f"{summary.elapsed_s:.1f} s ({rate:,.0f}/s)"
     )
+    print_skipped(summary, console)
+
+
+SHOWN_PROBLEMS = 20
+
+
+def print_skipped(summary: CollectSummary, console: Console) -> None:
+    """What the source skipped (bad rows, schemes it refuses, symlinks leaving the folder), with where."""
+    if not summary.skipped:
+        return
+    total = sum(summary.skipped.values())
+    reasons = ", ".join(f"{reason} {n}" for reason, n in summary.skipped.most_common())
+    console.print(f"skipped {total} source items: {reasons}", markup=False)
+    listed = [p for p in summary.problems if p.reason in summary.skipped][:SHOWN_PROBLEMS]
+    for p in listed:
+        console.print(f"  {p.where}: {p.reason}" + (f": {p.detail}" if p.detail else ""), markup=False)
+    if total > len(listed):
+        console.print(f"  ... and {total - len(listed)} more not listed", markup=False)
 
 
 def _tally_table(title: str, key: str, tallies: dict[str, Tally], limit: int) -> Table:

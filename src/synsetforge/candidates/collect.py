@@ -35,9 +35,11 @@ from synsetforge.candidates.dedup import DuplicateIndex
 from synsetforge.candidates.download import Downloader
 from synsetforge.candidates.netpolicy import FetchPolicy
 from synsetforge.candidates.process import ImagePolicy
+from synsetforge.candidates.sources._search import Problem, SourceReport
 from synsetforge.candidates.types import CandidateRef, Fetched, ProcessedImage, Rejected
 from synsetforge.candidates.work import close_fetcher, fetch_process_chunk, process_chunk
 from synsetforge.errors import InputError
+from synsetforge.lifeline import exit_with_parent
 from synsetforge.store import schema
 from synsetforge.store.blobs import BlobStore
 from synsetforge.store.bulk import insert_ignore
@@ -78,12 +80,16 @@ class CollectOptions:
 
 @dataclass
 class CollectSummary:
-    """What a run did, per synset: fetched, stored, duplicate, rejected:<reason>, failed:<reason>."""
+    """What a run did, per synset: fetched, stored, duplicate, rejected:<reason>, failed:<reason>; and
+    what the source skipped before registering anything (`skipped`: reason -> rows; `problems`: the first
+    of them with where (file:line or root-relative path), why and a detail, from the source's report)."""
 
     per_synset: dict[str, Counter[str]] = field(default_factory=dict)
     registered: int = 0
     processed: int = 0
     elapsed_s: float = 0.0
+    skipped: Counter[str] = field(default_factory=Counter)
+    problems: list[Problem] = field(default_factory=list)
 
     def count(self, synset_id: str, key: str) -> None:
         self.per_synset.setdefault(synset_id, Counter())[key] += 1
@@ -279,13 +285,14 @@ def _forkserver() -> Any:
 
     forkserver: the downloader runs an event loop in a thread, and forking a threaded process is unsafe. The
     server imports the worker module (`candidates.work`: image code only, no database layer) once and every
-    worker forks with it loaded instead of importing it again.
+    worker forks with it loaded instead of importing it again. Workers exit when this process dies, even by
+    `kill -9` (`synsetforge.lifeline`); the forkserver and the resource tracker follow them.
     """
     import multiprocessing
     import multiprocessing.forkserver
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["synsetforge.candidates.work"])
+    ctx.set_forkserver_preload(["synsetforge.candidates.work", "synsetforge.lifeline"])
     multiprocessing.forkserver.ensure_running()
     return ctx
 
@@ -293,7 +300,9 @@ def _forkserver() -> Any:
 def make_executor(options: CollectOptions) -> Executor:
     workers = options.workers or os.cpu_count() or 1
     if options.engine == "process":
-        return ProcessPoolExecutor(workers, mp_context=_forkserver())
+        return ProcessPoolExecutor(
+            workers, mp_context=_forkserver(), initializer=exit_with_parent, initargs=(os.getpid(),)
+        )
     if options.engine == "thread":
         return ThreadPoolExecutor(workers)
     if options.engine == "ray":
@@ -691,6 +700,10 @@ def collect(
         summary.registered = register_refs(
             project, source_id, source.refs(synset_ids, options.per_synset, LazyHierarchy(project))
         )
+        report = getattr(source, "report", None)  # sources that read files count the rows they skip
+        if isinstance(report, SourceReport):
+            summary.skipped.update(report.skipped)
+            summary.problems.extend(report.problems)
     total = count_work(project, source_id, synset_ids, options.retry_failed)
     if on_total:
         on_total(total)

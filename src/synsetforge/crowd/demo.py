@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
 
+from synsetforge.clitables import Table
 from synsetforge.crowd.cli import print_simulation
 from synsetforge.crowd.dashboard import progress
 from synsetforge.crowd.drive import Simulation, simulate_over_http

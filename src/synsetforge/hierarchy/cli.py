@@ -13,10 +13,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from synsetforge.clitables import Table
 from synsetforge.errors import InputError
 from synsetforge.hierarchy.classlist import validate_class_list
 from synsetforge.hierarchy.model import Hierarchy, Synset

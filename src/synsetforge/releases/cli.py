@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from synsetforge.cliopts import ProjectOpt
+from synsetforge.clitables import Table
 from synsetforge.errors import InputError
 from synsetforge.releases.exports import FORMATS, export_release
 from synsetforge.releases.exports.folders import DEFAULT_SHARD_SIZE

@@ -179,7 +179,13 @@ class FolderSource:
 
     def files(self) -> Iterator[tuple[Path, str]]:
         """(absolute path, root-relative POSIX path) of each image file, sorted, symlinks checked."""
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+
+        def unreadable(exc: OSError) -> None:  # os.walk would skip a folder it cannot list silently
+            where = Path(exc.filename or self.root)
+            rel = where.relative_to(self.root).as_posix() if where.is_relative_to(self.root) else str(where)
+            self.report.skip("unreadable", rel or ".", exc.strerror or type(exc).__name__)
+
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False, onerror=unreadable):
             dirnames.sort()
             base = Path(dirpath)
             for d in list(dirnames):
@@ -187,7 +193,11 @@ class FolderSource:
                 if full.is_symlink():  # not followed; its target is either walked already or outside
                     dirnames.remove(d)
                     if not self._inside(full):
-                        self.report.skip("outside_root", full.relative_to(self.root).as_posix(), "symlink")
+                        self.report.skip(
+                            "outside_root",
+                            full.relative_to(self.root).as_posix(),
+                            "symlink leads outside the folder",
+                        )
             for fname in sorted(filenames):
                 path = base / fname
                 rel = path.relative_to(self.root).as_posix()
@@ -196,8 +206,10 @@ class FolderSource:
                         self.report.skipped["not_image_extension"] += 1
                     continue
                 if path.is_symlink() and not self._inside(path):
-                    reason = "outside_root" if path.exists() else "broken_link"
-                    self.report.skip(reason, rel, "symlink")
+                    if path.exists():
+                        self.report.skip("outside_root", rel, "symlink leads outside the folder")
+                    else:
+                        self.report.skip("broken_link", rel, "symlink to nothing")
                     continue
                 yield path, rel
 

@@ -27,6 +27,7 @@ from synsetforge.candidates.sources._search import (
 )
 from synsetforge.candidates.types import CandidateRef
 from synsetforge.errors import InputError, NotFoundError
+from synsetforge.limits import nul_free
 
 FORMATS = ("csv", "tsv", "parquet", "jsonl", "txt")
 _SUFFIX_FORMAT = {
@@ -331,13 +332,20 @@ class UrlListSource:
             return "missing_url"
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
-        if scheme not in self.allowed_schemes or (scheme != "file" and not parts.netloc):
-            return "bad_url"
+        if scheme not in self.allowed_schemes:
+            allowed = ", ".join(sorted(self.allowed_schemes))
+            what = f"scheme {scheme!r} is not allowed" if scheme else "no scheme"
+            return f"bad_url: {what} (only {allowed})"
+        if scheme != "file" and not parts.netloc:
+            return f"bad_url: no host in {url[:80]!r}"
+        for col in (c.url, c.synset, c.caption, c.license, c.author, c.page_url):
+            if not nul_free(text(col) or ""):
+                return f"nul_character: column {col!r} holds a NUL character"
         sid = text(c.synset) or self.default_synset
         if sid is None:
             return "missing_synset"
         if not self._synset_ok(sid):
-            return "bad_synset"
+            return f"bad_synset: {sid[:80]!r}"
         lic_raw = text(c.license)
         extra: dict[str, Any] = {"line": lineno, "license_raw": lic_raw}
         for col in c.extra:
@@ -373,7 +381,8 @@ class UrlListSource:
                 continue
             ref = self._ref(lineno, rec)
             if isinstance(ref, str):
-                self.report.skip(ref, where)
+                reason, _, detail = ref.partition(": ")
+                self.report.skip(reason, where, detail)
                 continue
             if not known(ref.synset_id):
                 self.report.skip("unknown_synset", where, ref.synset_id)

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from synsetforge.clitables import Table
 from synsetforge.crowd.aggregation.dawid_skene import DawidSkene
 from synsetforge.crowd.aggregation.dynamic_consensus import ConfidenceTable, DynamicConsensus
 from synsetforge.crowd.aggregation.majority import MajorityVote
