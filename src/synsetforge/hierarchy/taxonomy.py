@@ -26,8 +26,9 @@ starting with ``#`` are ignored::
     animal,animal,,
     dog,dog|domestic dog,animal|pet,a domesticated canine
 
-Any problem (bad syntax, missing or duplicate id, undefined parent, cycle, unknown key) raises
-:class:`InputError` naming the file and line: ``taxo.yaml:12: parent 'x' of 'y' is not defined``.
+Any problem (bad syntax, missing or duplicate id, an id longer than the project database holds (64
+characters), a NUL character, undefined parent, cycle, unknown key) raises :class:`InputError` naming the
+file and line: ``taxo.yaml:12: parent 'x' of 'y' is not defined``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import yaml
 
 from synsetforge.errors import InputError, NotFoundError
 from synsetforge.hierarchy.model import Hierarchy
+from synsetforge.limits import SYNSET_ID_LENGTH, nul_free
 
 YAML_SUFFIXES = (".yaml", ".yml")
 CSV_SUFFIXES = (".csv",)
@@ -245,6 +247,13 @@ def build_hierarchy(entries: list[Entry], where: str) -> Hierarchy:
             raise InputError(f"{where}:{entry.line}: entry has an empty id")
         if any(ch.isspace() for ch in entry.id):
             raise InputError(f"{where}:{entry.line}: id {entry.id!r} contains whitespace")
+        if len(entry.id) > SYNSET_ID_LENGTH:
+            raise InputError(
+                f"{where}:{entry.line}: id {entry.id[:20]!r}... is {len(entry.id)} characters long; "
+                f"a project stores ids of at most {SYNSET_ID_LENGTH}"
+            )
+        if not all(nul_free(text) for text in (entry.id, entry.gloss, *entry.lemmas)):
+            raise InputError(f"{where}:{entry.line}: the entry of {entry.id!r} holds a NUL character")
         if entry.id in index:
             first = entries[index[entry.id]].line
             raise InputError(
