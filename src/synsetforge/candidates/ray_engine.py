@@ -2,6 +2,11 @@
 
 The pipeline only ever calls `submit(process_chunk, items, policy)`, so the same code runs on a local
 process pool or on Ray: each call becomes a Ray task and its `ObjectRef.future()` is handed back.
+
+If the collecting process dies (even `kill -9`), Ray cleans up after itself, not `synsetforge.lifeline`:
+without an address, `ray.init` starts a local instance whose processes share the driver's fate (Linux:
+the kernel's parent-death signal; elsewhere Ray's reaper process), so they end with it; with `--address`
+the cluster is the user's and keeps running, and its raylets end the dead driver's tasks and workers.
 """
 
 from __future__ import annotations
