@@ -237,9 +237,13 @@ def test_uploads_over_the_limit_get_413_and_store_nothing(world: World, client: 
 def test_page_flow_login_submit_poll_and_limits(world: World, client: TestClient) -> None:
     (_a, ta), _ = _setup(world, daily_limit=2)
     assert client.get("/challenges/shapes/submissions", follow_redirects=False).status_code == 303
-    r = client.post("/challenges/shapes/login", data={"token": "wrong"})
+    login = re.search(r'name="csrf" value="([^"]+)"', client.get("/challenges/shapes/login").text)
+    assert login is not None
+    r = client.post("/challenges/shapes/login", data={"token": "wrong", "csrf": login.group(1)})
     assert r.status_code == 401 and "Unknown token" in r.text
-    r = client.post("/challenges/shapes/login", data={"token": ta}, follow_redirects=False)
+    r = client.post(
+        "/challenges/shapes/login", data={"token": ta, "csrf": login.group(1)}, follow_redirects=False
+    )
     assert r.status_code == 303 and "httponly" in r.headers["set-cookie"].lower()
     assert "samesite=strict" in r.headers["set-cookie"].lower()
     client.cookies.set(COOKIE, ta, path="/challenges")

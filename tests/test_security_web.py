@@ -137,7 +137,9 @@ def test_html_in_glosses_and_names_is_escaped(env: Env) -> None:
     assert EVIL not in page and "<script>alert" not in page and "<i>old" not in page
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
     c.cookies.clear()
-    c.post("/admin/login", data={"token": env.admin})
+    login = re.search(r'name="csrf" value="([^"]+)"', c.get("/admin/login").text)
+    assert login is not None
+    c.post("/admin/login", data={"token": env.admin, "csrf": login.group(1)})
     for path in ["/admin", f"/admin/synsets/{SQUARE}"]:
         html = c.get(path).text
         assert "<script>alert" not in html, path

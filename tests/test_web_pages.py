@@ -165,8 +165,10 @@ def test_admin_dashboard_pages(project: Project) -> None:
     view = svc.next_task(worker.worker_id)
     assert view is not None
     svc.submit(worker.worker_id, view.task_id, view.items[:3])
-    assert client.post("/admin/login", data={"token": "wrong"}).status_code == 403
-    home = client.post("/admin/login", data={"token": admin}, follow_redirects=True)
+    login = re.search(r'name="csrf" value="([^"]+)"', client.get("/admin/login").text)
+    assert login is not None
+    assert client.post("/admin/login", data={"token": "wrong", "csrf": login.group(1)}).status_code == 403
+    home = client.post("/admin/login", data={"token": admin, "csrf": login.group(1)}, follow_redirects=True)
     assert home.status_code == 200 and "Verification progress" in home.text and SQUARE in home.text
     assert re.search(r"<td>12</td>", home.text) or "votes" in home.text
     synset = client.get(f"/admin/synsets/{SQUARE}")

@@ -1,7 +1,8 @@
 """Admin pages: login with an admin token, per-synset progress, votes per image, the worker table.
 
 The admin cookie holds the admin token itself (HttpOnly); every admin form carries a CSRF token derived
-from it. `synsetforge admin token` makes a token (printed once).
+from it, and the sign-in form one bound to the visitor's `sf_csrf` cookie (see `web.csrf`).
+`synsetforge admin token` makes a token (printed once).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from synsetforge.crowd.tokens import csrf_ok, csrf_token
 from synsetforge.crowd.workers import Principal
 from synsetforge.errors import SynsetforgeError
 from synsetforge.web.auth import ADMIN_COOKIE, cookie_admin, service_of
+from synsetforge.web.csrf import login_token, login_token_ok, remember_login_token
 from synsetforge.web.pages import _render, message, set_cookie
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -30,7 +32,15 @@ def _admin(request: Request) -> Principal | Response:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request) -> HTMLResponse:
-    return _render(request, "admin_login.html", error=None)
+    return _login_page(request, 200, None)
+
+
+def _login_page(request: Request, status: int, error: str | None) -> HTMLResponse:
+    """The sign-in form, with the visitor's pre-sign-in CSRF token (set as a cookie when new)."""
+    csrf = login_token(request)
+    response = _render(request, "admin_login.html", status, error=error, csrf=csrf)
+    remember_login_token(response, request, csrf)
+    return response
 
 
 @router.post("/login")
@@ -38,11 +48,13 @@ async def login(request: Request) -> Response:
     try:
         form = await request.form(max_files=0, max_fields=5)
     except Exception:
-        return _render(request, "admin_login.html", 400, error="The form could not be read.")
+        return _login_page(request, 400, "The form could not be read.")
+    if not login_token_ok(request, str(form.get("csrf") or "")):
+        return _login_page(request, 403, "The form expired or came from another site; sign in again.")
     token = str(form.get("token") or "").strip()
     who = await run_in_threadpool(service_of(request).principal, token)
     if who is None or who.role != "admin":
-        return _render(request, "admin_login.html", 403, error="That is not a valid admin token.")
+        return _login_page(request, 403, "That is not a valid admin token.")
     response = RedirectResponse("/admin", status_code=303)
     set_cookie(response, request, ADMIN_COOKIE, token)
     return response

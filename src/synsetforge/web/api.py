@@ -10,7 +10,7 @@ import io
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request, Security
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -20,8 +20,9 @@ from synsetforge.crowd.service import TaskView
 from synsetforge.crowd.workers import Principal
 from synsetforge.errors import InputError
 from synsetforge.web.auth import api_admin, api_worker, service_of
+from synsetforge.web.openapi import CROWD_TOKEN, CSVResponse, errors
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", dependencies=[Security(CROWD_TOKEN)], responses=errors(401, 403))
 Worker = Annotated[Principal, Depends(api_worker)]
 Admin = Annotated[Principal, Depends(api_admin)]
 
@@ -128,7 +129,12 @@ def get_task(request: Request, who: Worker) -> TaskEnvelope:
     return TaskEnvelope(task=task_out(view), message="ok")
 
 
-@router.post("/tasks/{task_id}/submit", response_model=SubmitOut, tags=["worker"])
+@router.post(
+    "/tasks/{task_id}/submit",
+    response_model=SubmitOut,
+    tags=["worker"],
+    responses=errors(400, 404, 409, 413, 422),
+)
 def submit_task(request: Request, task_id: int, body: SubmitIn, who: Worker) -> SubmitOut:
     """Record the answers of one task (all-or-nothing)."""
     assert who.worker_id is not None
@@ -158,7 +164,7 @@ def admin_progress(request: Request, _: Admin) -> list[dict[str, Any]]:
         return [row.as_dict() for row in dashboard.progress(s, svc.tables)]
 
 
-@router.get("/admin/synsets/{synset_id}/images", tags=["admin"])
+@router.get("/admin/synsets/{synset_id}/images", tags=["admin"], responses=errors(404, 422))
 def admin_images(request: Request, synset_id: str, _: Admin) -> list[dict[str, Any]]:
     """Votes per image of one synset (gold answers and ground truth included: admins only)."""
     svc = service_of(request)
@@ -172,27 +178,47 @@ def admin_workers(request: Request, _: Admin) -> list[dict[str, Any]]:
         return [row.as_dict() for row in dashboard.worker_rows(s)]
 
 
-@router.post("/admin/workers", response_model=InviteOut, status_code=201, tags=["admin"])
+@router.post(
+    "/admin/workers",
+    response_model=InviteOut,
+    status_code=201,
+    tags=["admin"],
+    responses=errors(400, 413, 422),
+)
 def admin_invite(request: Request, body: InviteIn, _: Admin) -> InviteOut:
     """A new in-house worker; the token (and the invite link made from it) is returned once."""
     new = service_of(request).invite(body.name, body.kind)
     return InviteOut(worker_id=new.worker_id, token=new.token, invite_path=f"/invite/{new.token}")
 
 
-@router.post("/admin/workers/{worker_id}/block", response_model=ChangedOut, tags=["admin"])
+@router.post(
+    "/admin/workers/{worker_id}/block",
+    response_model=ChangedOut,
+    tags=["admin"],
+    responses=errors(400, 404, 413, 422),
+)
 def admin_block(request: Request, worker_id: int, body: BlockIn, _: Admin) -> ChangedOut:
     changed = service_of(request).block(worker_id, body.reason)
     return ChangedOut(worker_id=worker_id, status="blocked", decisions_changed=changed)
 
 
-@router.post("/admin/workers/{worker_id}/unblock", response_model=ChangedOut, tags=["admin"])
+@router.post(
+    "/admin/workers/{worker_id}/unblock",
+    response_model=ChangedOut,
+    tags=["admin"],
+    responses=errors(404, 422),
+)
 def admin_unblock(request: Request, worker_id: int, _: Admin) -> ChangedOut:
     changed = service_of(request).unblock(worker_id)
     return ChangedOut(worker_id=worker_id, status="active", decisions_changed=changed)
 
 
-@router.get("/admin/export/{what}.csv", tags=["admin"])
-def admin_export(request: Request, what: str, _: Admin) -> Response:
+@router.get("/admin/export/{what}.csv", tags=["admin"], response_class=CSVResponse, responses=errors(422))
+def admin_export(
+    request: Request,
+    what: Annotated[str, Path(pattern=f"^({'|'.join(EXPORTS)})$", description="Which table to export.")],
+    _: Admin,
+) -> Response:
     """CSV export: votes, decisions or tasks (with completion codes)."""
     if what not in EXPORTS:
         raise InputError(f"unknown export {what!r}; choose one of {list(EXPORTS)}")

@@ -26,7 +26,9 @@ from synsetforge.errors import InputError, NotFoundError, StoreError, Synsetforg
 from synsetforge.store.project import Project
 from synsetforge.web import admin, api, challenge_routes, explore_routes, pages
 from synsetforge.web.auth import api_principal, image_principal, service_of
+from synsetforge.web.csrf import OriginCheckMiddleware
 from synsetforge.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from synsetforge.web.openapi import install as install_openapi
 
 # Paths of the crowd app (body-size limited); other routers included later keep their own limits.
 CROWD_PREFIXES = ("/api/v1/", "/work", "/admin", "/invite/", "/m/")
@@ -87,6 +89,7 @@ def create_app(
     app.state.service = svc
     app.state.templates = templates()
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(OriginCheckMiddleware)  # cross-site form posts: 403 before any route (web.csrf)
     app.add_middleware(BodyLimitMiddleware, limit=svc.settings.max_body_bytes, prefixes=CROWD_PREFIXES)
     static = resources.files("synsetforge.web") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
@@ -95,6 +98,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(challenge_routes.router)  # challenge pages and API (own upload limits)
     app.include_router(explore_routes.router)  # public release explorer (train and val items only)
+    install_openapi(app)  # the shared error model the routes' declared 4xx answers refer to
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
     def openapi(request: Request) -> JSONResponse:

@@ -20,9 +20,10 @@ import hmac
 import re
 from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -59,10 +60,14 @@ from synsetforge.benchmark.submissions import (
 from synsetforge.errors import NotFoundError, SynsetforgeError
 from synsetforge.store import schema
 from synsetforge.store.project import Project
+from synsetforge.web.csrf import login_token, login_token_ok, remember_login_token
+from synsetforge.web.openapi import PARTICIPANT_TOKEN, CSVResponse, JPEGResponse, errors, success
 
 router = APIRouter()
 
 COOKIE = "sf_participant"
+LOGOUT = "challenge-logout"
+"""Purpose of the logout form's CSRF token (`csrf_for`); the upload form's is the default."""
 MULTIPART_SLACK = 64 * 1024
 """Bytes allowed above the file limit for the multipart envelope (boundaries, headers, CSRF field)."""
 
@@ -128,11 +133,31 @@ def api_participant(request: Request, project: ProjectDep) -> Account:
 
 OptionalAccount = Annotated[Account | None, Depends(optional_participant)]
 ApiAccount = Annotated[Account, Depends(api_participant)]
+BoardParam = Annotated[Literal["public", "private"], Query(description="Which leaderboard.")]
+NO_CHALLENGE = errors(404, 422)
+SUBMISSION_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The prediction file: the raw body, or a multipart form with the file in field `file`.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "text/plain": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
 
 
-def csrf_for(token: str) -> str:
+def csrf_for(token: str, purpose: str = "challenge-submit") -> str:
     """Form token derived from the participant token: another site can post our form, not compute this."""
-    return hmac.new(token.encode(), b"challenge-submit", hashlib.sha256).hexdigest()[:32]
+    return hmac.new(token.encode(), purpose.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _status_of(exc: SynsetforgeError) -> int:
@@ -212,8 +237,10 @@ async def _upload(request: Request, limit: int) -> tuple[bytes, dict[str, str]]:
 def _page(
     template: str, request: Request, account: Account | None, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
+    cookie = request.cookies.get(COOKIE)
+    logout_csrf = csrf_for(cookie, LOGOUT) if account is not None and cookie else ""
     html = _env.get_template(f"challenge/{template}").render(
-        request_path=request.url.path, account=account, **context
+        request_path=request.url.path, account=account, logout_csrf=logout_csrf, **context
     )
     return HTMLResponse(html, status_code=status_code)
 
@@ -233,12 +260,12 @@ def stylesheet() -> Response:
     return Response(_CSS, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
 
 
-@router.get("/challenges", response_class=HTMLResponse)
+@router.get("/challenges", response_class=HTMLResponse, include_in_schema=False)
 def challenges_page(request: Request, project: ProjectDep, account: OptionalAccount) -> HTMLResponse:
     return _page("list.html", request, account, challenges=list_challenges(project), challenge=None)
 
 
-@router.get("/challenges/{name}", response_class=HTMLResponse)
+@router.get("/challenges/{name}", response_class=HTMLResponse, include_in_schema=False)
 def overview_page(name: str, request: Request, project: ProjectDep, account: OptionalAccount) -> HTMLResponse:
     try:
         info = get_challenge(project, name)
@@ -257,19 +284,34 @@ def overview_page(name: str, request: Request, project: ProjectDep, account: Opt
     )
 
 
-@router.get("/challenges/{name}/classes.txt", response_class=PlainTextResponse)
+@router.get(
+    "/challenges/{name}/classes.txt",
+    response_class=PlainTextResponse,
+    tags=["challenge files"],
+    responses=NO_CHALLENGE,
+)
 def classes_file(name: str, project: ProjectDep) -> PlainTextResponse:
     _challenge(project, name)
     return PlainTextResponse(synset_mapping(project, name))
 
 
-@router.get("/challenges/{name}/test_images.txt", response_class=PlainTextResponse)
+@router.get(
+    "/challenges/{name}/test_images.txt",
+    response_class=PlainTextResponse,
+    tags=["challenge files"],
+    responses=NO_CHALLENGE,
+)
 def test_images_file(name: str, project: ProjectDep) -> PlainTextResponse:
     _challenge(project, name)
     return PlainTextResponse("\n".join(anonymous_test_ids(project, name)) + "\n")
 
 
-@router.get("/challenges/{name}/test/{image}")
+@router.get(
+    "/challenges/{name}/test/{image}",
+    response_class=JPEGResponse,
+    tags=["challenge files"],
+    responses={**success("image/jpeg", binary=True), **NO_CHALLENGE},
+)
 def test_image(name: str, image: str, project: ProjectDep) -> Response:
     try:
         key, _ = anonymous_test_blob(project, name, image)
@@ -279,14 +321,24 @@ def test_image(name: str, image: str, project: ProjectDep) -> Response:
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
 
 
-@router.get("/challenges/{name}/val_labels.csv", response_class=PlainTextResponse)
+@router.get(
+    "/challenges/{name}/val_labels.csv",
+    response_class=CSVResponse,
+    tags=["challenge files"],
+    responses=NO_CHALLENGE,
+)
 def val_labels_file(name: str, project: ProjectDep) -> Response:
     _challenge(project, name)
     lines = ["ImageId,Label"] + [f"{image},{sid}" for image, _, sid in val_items(project, name)]
     return Response("\n".join(lines) + "\n", media_type="text/csv")
 
 
-@router.get("/challenges/{name}/val/{image}")
+@router.get(
+    "/challenges/{name}/val/{image}",
+    response_class=JPEGResponse,
+    tags=["challenge files"],
+    responses={**success("image/jpeg", binary=True), **NO_CHALLENGE},
+)
 def val_image(name: str, image: str, project: ProjectDep) -> Response:
     _challenge(project, name)
     items = val_items(project, name)
@@ -300,22 +352,39 @@ def val_image(name: str, image: str, project: ProjectDep) -> Response:
     raise HTTPException(404, f"no val image {image!r}")
 
 
-@router.get("/challenges/{name}/login", response_class=HTMLResponse)
+def _login_form(
+    request: Request, info: ChallengeInfo, account: Account | None, status_code: int, error: str | None
+) -> HTMLResponse:
+    """The login form with the visitor's pre-login CSRF token (`web.csrf`; set as a cookie when new)."""
+    csrf = login_token(request)
+    response = _page("login.html", request, account, status_code, challenge=info, error=error, csrf=csrf)
+    remember_login_token(response, request, csrf)
+    return response
+
+
+@router.get("/challenges/{name}/login", response_class=HTMLResponse, include_in_schema=False)
 def login_page(name: str, request: Request, project: ProjectDep, account: OptionalAccount) -> HTMLResponse:
     info = _challenge(project, name)
-    return _page("login.html", request, account, challenge=info, error=None)
+    return _login_form(request, info, account, 200, None)
 
 
-@router.post("/challenges/{name}/login")
+def _form_fields(body: bytes) -> dict[str, str]:
+    """An urlencoded form body as {name: first value}."""
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items() if v}
+
+
+@router.post("/challenges/{name}/login", include_in_schema=False)
 async def login(name: str, request: Request, project: ProjectDep) -> Response:
     info = _challenge(project, name)
-    body = await _read_capped(request, 4096)
-    from urllib.parse import parse_qs
-
-    token = (parse_qs(body.decode("utf-8", "replace")).get("token") or [""])[0].strip()
+    fields = _form_fields(await _read_capped(request, 4096))
+    if not login_token_ok(request, fields.get("csrf")):
+        return _login_form(
+            request, info, None, 403, "The form expired or came from another site; log in again."
+        )
+    token = fields.get("token", "").strip()
     acct = await run_in_threadpool(authenticate, project, token)
     if acct is None:
-        return _page("login.html", request, None, 401, challenge=info, error="Unknown token.")
+        return _login_form(request, info, None, 401, "Unknown token.")
     response = RedirectResponse(f"/challenges/{info.name}/submit", status_code=303)
     response.set_cookie(
         COOKIE,
@@ -329,9 +398,13 @@ async def login(name: str, request: Request, project: ProjectDep) -> Response:
     return response
 
 
-@router.post("/challenges/{name}/logout")
-def logout(name: str, project: ProjectDep) -> Response:
-    info = _challenge(project, name)
+@router.post("/challenges/{name}/logout", include_in_schema=False)
+async def logout(name: str, request: Request, project: ProjectDep) -> Response:
+    info = await run_in_threadpool(_challenge, project, name)
+    cookie = request.cookies.get(COOKIE)
+    fields = _form_fields(await _read_capped(request, 4096))
+    if cookie and not hmac.compare_digest(fields.get("csrf", ""), csrf_for(cookie, LOGOUT)):
+        return _error_page(request, None, 403, "The form expired or came from another site; reload the page.")
     response = RedirectResponse(f"/challenges/{info.name}", status_code=303)
     response.delete_cookie(COOKIE, path="/challenges")
     return response
@@ -349,7 +422,7 @@ def _submit_context(
     }
 
 
-@router.get("/challenges/{name}/submit", response_class=HTMLResponse)
+@router.get("/challenges/{name}/submit", response_class=HTMLResponse, include_in_schema=False)
 def submit_page(name: str, request: Request, project: ProjectDep, account: OptionalAccount) -> HTMLResponse:
     info = _challenge(project, name)
     return _page(
@@ -357,7 +430,7 @@ def submit_page(name: str, request: Request, project: ProjectDep, account: Optio
     )
 
 
-@router.post("/challenges/{name}/submit")
+@router.post("/challenges/{name}/submit", include_in_schema=False)
 async def submit_form(name: str, request: Request, project: ProjectDep) -> Response:
     info = await run_in_threadpool(_challenge, project, name)
     token = request.cookies.get(COOKIE)
@@ -381,7 +454,7 @@ async def submit_form(name: str, request: Request, project: ProjectDep) -> Respo
     return RedirectResponse(f"/challenges/{info.name}/submissions?new={receipt.id}", status_code=303)
 
 
-@router.get("/challenges/{name}/submissions", response_class=HTMLResponse)
+@router.get("/challenges/{name}/submissions", response_class=HTMLResponse, include_in_schema=False)
 def submissions_page(name: str, request: Request, project: ProjectDep, account: OptionalAccount) -> Response:
     info = _challenge(project, name)
     if account is None:
@@ -412,7 +485,7 @@ def _board(project: Project, name: str, board: str) -> Board:
         raise _http(exc) from None
 
 
-@router.get("/challenges/{name}/leaderboard", response_class=HTMLResponse)
+@router.get("/challenges/{name}/leaderboard", response_class=HTMLResponse, include_in_schema=False)
 def leaderboard_page(
     name: str,
     request: Request,
@@ -437,20 +510,25 @@ def _csv_response(board: Board) -> Response:
     )
 
 
-@router.get("/challenges/{name}/leaderboard.csv")
-def leaderboard_csv(name: str, project: ProjectDep, board: Annotated[str, Query()] = "public") -> Response:
+@router.get(
+    "/challenges/{name}/leaderboard.csv",
+    response_class=CSVResponse,
+    tags=["challenge files"],
+    responses=errors(403, 404, 422),
+)
+def leaderboard_csv(name: str, project: ProjectDep, board: BoardParam = "public") -> Response:
     return _csv_response(_board(project, name, board))
 
 
 # -- JSON API -------------------------------------------------------------------------------------
 
 
-@router.get("/api/challenges")
+@router.get("/api/challenges", tags=["challenge"])
 def api_challenges(project: ProjectDep) -> list[dict[str, Any]]:
     return [{"name": c.name, "status": c.status(), **public_settings(c)} for c in list_challenges(project)]
 
 
-@router.get("/api/challenges/{name}")
+@router.get("/api/challenges/{name}", tags=["challenge"], responses=NO_CHALLENGE)
 def api_challenge(name: str, project: ProjectDep) -> dict[str, Any]:
     info = _challenge(project, name)
     return {
@@ -474,7 +552,14 @@ def _receipt_json(receipt: Receipt) -> dict[str, Any]:
     }
 
 
-@router.post("/api/challenges/{name}/submissions", status_code=202)
+@router.post(
+    "/api/challenges/{name}/submissions",
+    status_code=202,
+    tags=["challenge"],
+    dependencies=[Security(PARTICIPANT_TOKEN)],
+    responses=errors(400, 401, 403, 404, 413, 422, 429),
+    openapi_extra=SUBMISSION_BODY,
+)
 async def api_submit(name: str, request: Request, project: ProjectDep, account: ApiAccount) -> JSONResponse:
     info = await run_in_threadpool(_challenge, project, name)
     data, _ = await _upload(request, info.settings.max_upload_bytes)
@@ -485,7 +570,12 @@ async def api_submit(name: str, request: Request, project: ProjectDep, account: 
     return JSONResponse(_receipt_json(receipt), status_code=202)
 
 
-@router.get("/api/challenges/{name}/submissions")
+@router.get(
+    "/api/challenges/{name}/submissions",
+    tags=["challenge"],
+    dependencies=[Security(PARTICIPANT_TOKEN)],
+    responses=errors(401, 404, 422),
+)
 def api_submissions(name: str, project: ProjectDep, account: ApiAccount) -> dict[str, Any]:
     info = _challenge(project, name)
     views = team_submissions(project, info.id, account.team_id)
@@ -497,7 +587,12 @@ def api_submissions(name: str, project: ProjectDep, account: ApiAccount) -> dict
     }
 
 
-@router.get("/api/challenges/{name}/submissions/{submission_id}")
+@router.get(
+    "/api/challenges/{name}/submissions/{submission_id}",
+    tags=["challenge"],
+    dependencies=[Security(PARTICIPANT_TOKEN)],
+    responses=errors(401, 404, 422),
+)
 def api_submission(name: str, submission_id: int, project: ProjectDep, account: ApiAccount) -> dict[str, Any]:
     info = _challenge(project, name)
     views = team_submissions(project, info.id, account.team_id, submission_id=submission_id)
@@ -506,10 +601,8 @@ def api_submission(name: str, submission_id: int, project: ProjectDep, account: 
     return views[0].to_json()
 
 
-@router.get("/api/challenges/{name}/leaderboard")
-def api_leaderboard(
-    name: str, project: ProjectDep, board: Annotated[str, Query()] = "public"
-) -> dict[str, Any]:
+@router.get("/api/challenges/{name}/leaderboard", tags=["challenge"], responses=errors(403, 404, 422))
+def api_leaderboard(name: str, project: ProjectDep, board: BoardParam = "public") -> dict[str, Any]:
     return _board(project, name, board).to_json()
 
 

@@ -32,7 +32,7 @@ from synsetforge.store import schema
 from synsetforge.store.project import Project
 from synsetforge.web.challenge_routes import ProjectDep
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # HTML pages for people, not part of the JSON API
 
 PUBLIC_SPLITS = ("train", "val")
 """Splits the explorer shows; test items stay hidden (a challenge on the release keeps their labels)."""
