@@ -43,6 +43,19 @@ def test_no_arguments_prints_help_without_stage_modules() -> None:
     assert _imported_after(code) == []
 
 
+def test_taxonomy_show_needs_no_numpy_or_database() -> None:
+    """`taxonomy show` reads the shipped derived values: no numpy, no SQLAlchemy, nothing recomputed."""
+    code = (
+        "from typer.testing import CliRunner\n"
+        "from synsetforge.cli import app\n"
+        "from synsetforge.hierarchy import load_wordnet\n"
+        "result = CliRunner().invoke(app, ['taxonomy', 'show', 'n02084071'])\n"
+        "assert result.exit_code == 0 and 'descendants: ' in result.output, result.output\n"
+        "assert load_wordnet()._topo is None\n"
+    )
+    assert _imported_after(code) == ["pydantic"]  # Typer converts option values with pydantic
+
+
 def _root() -> Any:
     import typer.main
 

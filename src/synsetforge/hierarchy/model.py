@@ -3,7 +3,8 @@
 Loading stores only flat lists (ids, lemmas, glosses, parent indexes) so that WordNet's 82,115 synsets load in
 a fraction of a second; children, depths, heights and the ancestor closure are derived on first use (safe to
 share between threads: a race may compute one twice, but nobody sees it half-built). WordNet ships its
-children, depths, heights, LCA ranks and descendant counts precomputed (:mod:`synsetforge.hierarchy.derived`).
+children, depths, heights, LCA ranks and descendant counts precomputed (:mod:`synsetforge.hierarchy.derived`),
+and numpy is imported only by the methods that compute with it, so that `synsetforge taxonomy show` needs none.
 
 Definitions used throughout (they follow ILSVRC's hierarchical cost):
 
@@ -23,18 +24,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
 from synsetforge.errors import InputError, NotFoundError
 from synsetforge.hierarchy.suggest import Suggester, did_you_mean
 
 if TYPE_CHECKING:
     from array import array
 
+    import numpy as np
+    import numpy.typing as npt
+
     from synsetforge.hierarchy.derived import Derived
 
-IntArray = npt.NDArray[np.int64]
+    IntArray = npt.NDArray[np.int64]
+
 _LCA_CHUNK = 32768
 
 
@@ -146,6 +148,8 @@ class Hierarchy:
 
     def indexes_of(self, synset_ids: Iterable[str]) -> IntArray:
         """:meth:`index_of` for many ids, as an int64 array."""
+        import numpy as np
+
         ids = synset_ids if isinstance(synset_ids, Sequence) else list(synset_ids)
         try:
             return np.fromiter(map(self._index.__getitem__, ids), dtype=np.int64, count=len(ids))
@@ -298,6 +302,8 @@ class Hierarchy:
         return self._topo
 
     def _levels(self) -> None:
+        import numpy as np
+
         n = len(self._ids)
         if self._derived is not None:
             d = self._derived
@@ -373,6 +379,8 @@ class Hierarchy:
 
     def _closure_csr(self) -> tuple[IntArray, IntArray]:
         """The closure as CSR arrays (row pointers, ranks) for the vectorised LCA."""
+        import numpy as np
+
         if self._csr is None:
             anc = self._closure()
             lengths = np.fromiter((len(a) for a in anc), dtype=np.int64, count=len(anc))
@@ -430,8 +438,10 @@ class Hierarchy:
 
     def num_descendants(self, synset_id: str) -> int:
         """How many distinct synsets lie below this one (cheap after the first call)."""
-        if self._ndesc is None and self._derived is not None:
-            self._ndesc = _int64(self._derived.ndesc)
+        if self._derived is not None:
+            return self._derived.ndesc[self.index_of(synset_id)]
+        import numpy as np
+
         if self._ndesc is None:
             _, flat = self._closure_csr()
             _, by_rank = self._ranks()
@@ -457,10 +467,14 @@ class Hierarchy:
 
     def depth(self, synset_id: str) -> int:
         """Length of the shortest path to a root (roots 0)."""
+        if self._derived is not None:
+            return self._derived.depth[self.index_of(synset_id)]
         return int(self._depths()[self.index_of(synset_id)])
 
     def max_depth(self, synset_id: str) -> int:
         """Length of the longest path to a root."""
+        if self._derived is not None:
+            return self._derived.max_depth[self.index_of(synset_id)]
         if self._max_depth is None:
             self._levels()
         assert self._max_depth is not None
@@ -468,6 +482,8 @@ class Hierarchy:
 
     def height(self, synset_id: str) -> int:
         """Length of the longest path down to a leaf (leaves 0)."""
+        if self._derived is not None:
+            return self._derived.height[self.index_of(synset_id)]
         return int(self._heights()[self.index_of(synset_id)])
 
     @property
@@ -504,6 +520,8 @@ class Hierarchy:
         The ancestor rows of each pair, keyed by ``pair * n + rank``, are sorted together; a key present twice
         is a common ancestor, and the first one per pair has the lowest rank, i.e. is the LCA.
         """
+        import numpy as np
+
         ai = np.asarray(a, dtype=np.int64).ravel()
         bi = np.asarray(b, dtype=np.int64).ravel()
         if ai.shape != bi.shape:
@@ -543,6 +561,8 @@ class Hierarchy:
         Pairs without a common ancestor (custom taxonomies with several roots) cost ``max_height + 1``, more
         than any real LCA. Divide by :attr:`max_height` for the 2011 normalised variant.
         """
+        import numpy as np
+
         idx = self.indexes_of(class_ids)
         k = idx.size
         ii, jj = np.triu_indices(k, 1)
@@ -620,11 +640,15 @@ class Hierarchy:
 
 def _int64(values: array[int]) -> IntArray:
     """A precomputed int32 array as the int64 numpy array the rest of the model works with."""
+    import numpy as np
+
     return np.frombuffer(values, dtype=np.int32).astype(np.int64)
 
 
 def _gather(ptr: IntArray, flat: IntArray, nodes: IntArray, pair: IntArray, n: int) -> IntArray:
     """The closure rows of ``nodes`` concatenated, each entry keyed as ``pair * n + rank``."""
+    import numpy as np
+
     starts = ptr[nodes]
     lengths = ptr[nodes + 1] - starts
     total = int(lengths.sum())
