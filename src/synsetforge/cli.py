@@ -162,8 +162,7 @@ def init(
 @app.command()
 def info(project: ProjectOpt = None) -> None:
     """Show a project's configuration and how many rows each stage has."""
-    from rich.table import Table
-
+    from synsetforge.clitables import Table
     from synsetforge.store.project import Project
 
     console = _console()
@@ -213,9 +212,9 @@ def synsets_add(
 @synsets_app.command("list")
 def synsets_list(project: ProjectOpt = None) -> None:
     """List the project's synsets."""
-    from rich.table import Table
     from sqlalchemy import select
 
+    from synsetforge.clitables import Table
     from synsetforge.store import schema
     from synsetforge.store.project import Project
 

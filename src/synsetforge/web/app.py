@@ -27,6 +27,7 @@ from synsetforge.store.project import Project
 from synsetforge.web import admin, api, challenge_routes, explore_routes, pages
 from synsetforge.web.auth import api_principal, image_principal, service_of
 from synsetforge.web.csrf import OriginCheckMiddleware
+from synsetforge.web.edge import NulGuardMiddleware, RowId, path_segment
 from synsetforge.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from synsetforge.web.openapi import install as install_openapi
 
@@ -60,6 +61,7 @@ def templates() -> Environment:
     )
     env.filters["pct"] = lambda v: "–" if v is None else f"{v:.1%}"
     env.filters["num"] = lambda v, d=2: "–" if v is None else f"{v:.{d}f}"
+    env.filters["segment"] = path_segment
     return env
 
 
@@ -88,6 +90,7 @@ def create_app(
     )
     app.state.service = svc
     app.state.templates = templates()
+    app.add_middleware(NulGuardMiddleware)  # innermost: its 422 still gets the security headers
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(OriginCheckMiddleware)  # cross-site form posts: 403 before any route (web.csrf)
     app.add_middleware(BodyLimitMiddleware, limit=svc.settings.max_body_bytes, prefixes=CROWD_PREFIXES)
@@ -106,7 +109,7 @@ def create_app(
         return JSONResponse(app.openapi())
 
     @app.get("/img/{candidate_id}", include_in_schema=False)
-    def image(request: Request, candidate_id: int) -> Response:
+    def image(request: Request, candidate_id: RowId) -> Response:
         principal = image_principal(request)
         if principal is None:
             raise HTTPException(401, "a valid token is required")

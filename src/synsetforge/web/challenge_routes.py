@@ -61,6 +61,7 @@ from synsetforge.errors import NotFoundError, SynsetforgeError
 from synsetforge.store import schema
 from synsetforge.store.project import Project
 from synsetforge.web.csrf import login_token, login_token_ok, remember_login_token
+from synsetforge.web.edge import RowId
 from synsetforge.web.openapi import PARTICIPANT_TOKEN, CSVResponse, JPEGResponse, errors, success
 
 router = APIRouter()
@@ -593,7 +594,9 @@ def api_submissions(name: str, project: ProjectDep, account: ApiAccount) -> dict
     dependencies=[Security(PARTICIPANT_TOKEN)],
     responses=errors(401, 404, 422),
 )
-def api_submission(name: str, submission_id: int, project: ProjectDep, account: ApiAccount) -> dict[str, Any]:
+def api_submission(
+    name: str, submission_id: RowId, project: ProjectDep, account: ApiAccount
+) -> dict[str, Any]:
     info = _challenge(project, name)
     views = team_submissions(project, info.id, account.team_id, submission_id=submission_id)
     if not views:

@@ -22,6 +22,7 @@ from synsetforge.crowd.tokens import csrf_ok, csrf_token
 from synsetforge.crowd.workers import Principal
 from synsetforge.errors import InputError, NotFoundError, SynsetforgeError
 from synsetforge.web.auth import PLATFORM_COOKIE, WORKER_COOKIE, cookie_worker, service_of
+from synsetforge.web.edge import RowId
 
 router = APIRouter(include_in_schema=False)
 _ASSIGNMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -156,7 +157,7 @@ def work(request: Request) -> HTMLResponse:
 
 
 @router.post("/work/{task_id}")
-async def submit(request: Request, task_id: int) -> Response:
+async def submit(request: Request, task_id: RowId) -> Response:
     who = await run_in_threadpool(_worker_or_message, request)
     if isinstance(who, HTMLResponse):
         return who
@@ -207,7 +208,7 @@ async def submit(request: Request, task_id: int) -> Response:
 
 
 @router.get("/work/done/{task_id}", response_class=HTMLResponse)
-def done(request: Request, task_id: int) -> HTMLResponse:
+def done(request: Request, task_id: RowId) -> HTMLResponse:
     who = _worker_or_message(request)
     if isinstance(who, HTMLResponse):
         return who
