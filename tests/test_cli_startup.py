@@ -43,6 +43,17 @@ def test_no_arguments_prints_help_without_stage_modules() -> None:
     assert _imported_after(code) == []
 
 
+@pytest.mark.parametrize("group", ["taxonomy", "synsets", "classes", "baseline"])
+def test_light_groups_help_imports_no_heavy_module(group: str) -> None:
+    code = (
+        "from typer.testing import CliRunner\n"
+        "from synsetforge.cli import app\n"
+        f"result = CliRunner().invoke(app, [{group!r}, '--help'])\n"
+        "assert result.exit_code == 0 and 'Commands' in result.output, result.output\n"
+    )
+    assert set(_imported_after(code)) <= {"pydantic"}  # Typer itself converts option values with pydantic
+
+
 def test_taxonomy_show_needs_no_numpy_or_database() -> None:
     """`taxonomy show` reads the shipped derived values: no numpy, no SQLAlchemy, nothing recomputed."""
     code = (

@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 
 from synsetforge.cliopts import ProjectOpt
-from synsetforge.store.project import Project
 
 console = Console(highlight=False)
 baseline_app = typer.Typer(
@@ -49,6 +48,7 @@ def classical_command(
 ) -> None:
     """HOG + colour histograms with a linear SVM, trained on the train split (2010-2011 style)."""
     from synsetforge.baselines.classical import run_classical_baseline
+    from synsetforge.store.project import Project
 
     with Project.open(project) as p:
         result = run_classical_baseline(
