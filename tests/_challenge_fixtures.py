@@ -2,7 +2,8 @@
 
 Rows are inserted directly (no dependency on the release builder): a six-node custom taxonomy
 (shape > polygon > triangle|square, shape > round shape > circle|ellipse), one coloured shape per JPEG with
-its true box, candidates + good boxes, and a release with train/val/test splits. A few extra rows exercise
+its true box, candidates + good boxes, and a release with train/val/test splits and its manifest (which
+freezes those boxes). A few extra rows exercise
 edge cases: images of the inner node `polygon`, and one test image labelled with two classes.
 """
 
@@ -24,6 +25,7 @@ from synsetforge.benchmark.challenge import (
     load_manifest,
 )
 from synsetforge.benchmark.participants import Account, create_account, create_team
+from synsetforge.releases.manifest import Item, write_manifest
 from synsetforge.store import Project, schema
 from synsetforge.store.blobs import sha256_hex
 
@@ -126,6 +128,7 @@ def build_world(
         s.add_all([source, rel])
         s.flush()
         items: list[tuple[int, str, str, str]] = []
+        frozen: dict[tuple[int, str], tuple[str, int, tuple[int, int, int, int]]] = {}
         for k, (sid, split) in enumerate(plan):
             data, box = draw_shape(sid, rng, image_size)
             key = project.blobs.put(data)
@@ -164,6 +167,7 @@ def build_world(
                 )
             )
             items.append((image.id, sid, split, image.sha256))
+            frozen[(image.id, sid)] = (key, cand.id, box)
         if extras:
             # one test image that shows two classes: ambiguous, it must stay out of the test set
             ambiguous = next(i for i in items if i[2] == "test" and i[1] == classes[0])
@@ -175,6 +179,17 @@ def build_world(
                 )
             )
             world.labels.setdefault(image_id, []).append((sid, split))
+        # the release's manifest, as `create_release` writes it: a challenge reads its boxes from here
+        manifest = []
+        for image_id, sid, split, sha in items:
+            key, cand_id, box = frozen.get((image_id, sid)) or (*frozen[(image_id, classes[0])][:2], None)
+            manifest.append(
+                Item(split=split, sha256=sha, synset=sid, image_id=image_id, blob=key, width=image_size,
+                     height=image_size, confidence=None, candidate_id=cand_id, source="fixture",
+                     source_kind="synthetic", boxes=(box,) if box else (), group=image_id)
+            )  # fmt: skip
+        manifest.sort(key=Item.sort_key)
+        rel.manifest_sha256, _ = write_manifest(project.blobs, {"release": world.release}, manifest)
     return world
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from synsetforge.benchmark.standings import leaderboard, team_submissions
 from synsetforge.benchmark.submissions import ChallengeClosed, LimitReached, UploadTooLarge, submit, usage
 from synsetforge.benchmark.worker import drain
 from synsetforge.errors import InputError, NotFoundError
+from synsetforge.releases.manifest import iter_items, write_manifest
 from synsetforge.store import schema
 
 
@@ -154,12 +156,23 @@ def test_bad_names_settings_and_releases(sqlite_world: World) -> None:
 
 def test_localization_needs_a_box_on_every_test_image(sqlite_world: World) -> None:
     p = sqlite_world.project
+    image_id = next(i for i, labels in sqlite_world.labels.items() if labels == [("circle", "test")])
     with p.session() as s:
-        image_id = next(i for i, labels in sqlite_world.labels.items() if labels == [("circle", "test")])
         cand = s.scalar(select(schema.Candidate.id).where(schema.Candidate.image_id == image_id))
         for box in s.scalars(select(schema.BoxRow).where(schema.BoxRow.candidate_id == cand)):
             box.status = "bad"
-    with pytest.raises(InputError, match="good box on every test image; 1 of 19 have none"):
+    # judging a box bad after the release changes nothing: the challenge takes the release's boxes
+    make_challenge(sqlite_world, "loc-live", task="localization")
+    # a release that froze no box for that image (as if made after the judgement) cannot make one
+    with p.session() as s:
+        rel = s.scalar(select(schema.Release).where(schema.Release.name == sqlite_world.release))
+        assert rel is not None
+        items = [
+            dataclasses.replace(it, boxes=()) if it.image_id == image_id else it
+            for it in iter_items(p.blobs, rel.manifest_sha256)
+        ]
+        rel.manifest_sha256, _ = write_manifest(p.blobs, {"release": rel.name}, items)
+    with pytest.raises(InputError, match="a box on every test image; 1 of 19 test images have none"):
         make_challenge(sqlite_world, "loc", task="localization")
     make_challenge(sqlite_world, "cls")  # classification does not need boxes
 

@@ -77,8 +77,9 @@ def test_simulate_aggregate_export_import(proj: Path, tmp_path: Path) -> None:
     out = run("crowd", "simulate", "--workers", "20", "--accuracy", "0.9", "--gold", "16", "-p", str(proj))
     assert "precision vs ground truth" in out and "simulated workers submitted" in out
     for method in ("dawid-skene", "majority", "imagenet"):
-        out = run("crowd", "aggregate", "--method", method, "-p", str(proj))
+        out = run("crowd", "aggregate", "--method", method, "--write", "-p", str(proj))
         assert f"method {method}" in out and "against ground truth: precision" in out
+        assert f"written; decisions now: {method}" in out
     with Project.open(proj) as p, p.session() as s:
         assert (
             s.scalar(

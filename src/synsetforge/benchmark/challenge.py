@@ -5,8 +5,9 @@ stored submission file alone:
 
 * the classes, in ILSVRC2012_ID order (`challenge_classes`);
 * the test set: the release's test images of those classes, renamed `test_00000001.JPEG`, ... in an order
-  drawn from a secret seed, so neither names nor order say anything about the labels; the labels (and the
-  boxes, in the served image's pixels) go into a gzip'd JSON manifest in the blob store;
+  drawn from a secret seed, so neither names nor order say anything about the labels; the labels and the
+  boxes (the release manifest's, coordinates as frozen, in the served image's pixels) go into a gzip'd
+  JSON manifest in the blob store;
 * the hierarchical cost matrix (LCA heights) as a `.npy` blob;
 * the public/private split seed.
 
@@ -34,8 +35,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from synsetforge.benchmark.leaderboard import public_private_split
-from synsetforge.errors import InputError, NotFoundError
+from synsetforge.errors import InputError, NotFoundError, StoreError
 from synsetforge.hierarchy.classlist import validate_class_list
+from synsetforge.releases.manifest import iter_items, verify_manifest
 from synsetforge.store import schema
 from synsetforge.store.project import Project
 
@@ -280,51 +282,24 @@ def _test_images(
     return out, dropped
 
 
-def _scaled_boxes(
-    s: Session, release_id: int, split: str, classes: list[str]
+def _release_boxes(
+    project: Project, rel: schema.Release, split: str, classes: list[str]
 ) -> dict[int, list[tuple[int, int, int, int, int]]]:
-    """image id -> [(class index, x1, y1, x2, y2)] of good boxes, in the stored (served) image's pixels.
+    """image id -> [(class index, x1, y1, x2, y2)]: the boxes the release froze for its `split` items of
+    these classes, exactly as its manifest has them (stored-image pixels, inclusive corners).
 
-    Boxes are drawn on the original image; a release may store a resized copy, so coordinates are scaled
-    by stored/original size (inclusive pixels, clipped to the image).
+    Never the live `boxes` table: a challenge's truth is the release's, so boxes added, re-rounded or
+    re-judged later cannot leak in, and every box origin the release kept counts. The manifest is checked
+    against its hash first; a missing or corrupted one is a StoreError.
     """
+    if not rel.manifest_sha256:
+        raise StoreError(f"release {rel.name!r} has no manifest; a challenge needs the release's boxes")
+    verify_manifest(project.blobs, rel.manifest_sha256)
     index = {sid: i for i, sid in enumerate(classes)}
-    c, b, ri, im = schema.Candidate, schema.BoxRow, schema.ReleaseItem, schema.Image
-    rows = s.execute(
-        select(
-            c.image_id,
-            c.synset_id,
-            b.x1,
-            b.y1,
-            b.x2,
-            b.y2,
-            im.width,
-            im.height,
-            im.orig_width,
-            im.orig_height,
-        )
-        .join(c, c.id == b.candidate_id)
-        .join(ri, (ri.image_id == c.image_id) & (ri.synset_id == c.synset_id))
-        .join(im, im.id == c.image_id)
-        .where(ri.release_id == release_id, ri.split == split, b.status == "good")
-        .order_by(b.id)
-    )
     out: dict[int, list[tuple[int, int, int, int, int]]] = defaultdict(list)
-    for image_id, sid, x1, y1, x2, y2, w, hgt, ow, oh in rows:
-        if sid not in index or image_id is None:
-            continue
-        fx = (w / ow) if w and ow else 1.0
-        fy = (hgt / oh) if hgt and oh else 1.0
-        maxx = (w - 1) if w else None
-        maxy = (hgt - 1) if hgt else None
-
-        def clip(v: float, top: int | None) -> int:
-            v = max(0, round(v))
-            return int(min(v, top)) if top is not None else int(v)
-
-        out[image_id].append(
-            (index[sid], clip(x1 * fx, maxx), clip(y1 * fy, maxy), clip(x2 * fx, maxx), clip(y2 * fy, maxy))
-        )
+    for item in iter_items(project.blobs, rel.manifest_sha256, split):
+        if item.synset in index:
+            out[item.image_id].extend((index[item.synset], *box) for box in item.boxes)
     return out
 
 
@@ -370,13 +345,13 @@ def create_challenge(
             raise InputError(f"the release has only {len(images)} usable test images for these classes")
         images.sort(key=lambda t: (_order_key(seed, t[1]), t[0]))
         anon = [TEST_NAME.format(k) for k in range(1, len(images) + 1)]
-        boxes = _scaled_boxes(s, rel.id, "test", class_ids)
+        boxes = _release_boxes(project, rel, "test", class_ids)
         if settings.task == "localization":
             without = [anon[k] for k, (image_id, _, _) in enumerate(images) if not boxes.get(image_id)]
             if without:
                 raise InputError(
-                    f"a localization challenge needs a good box on every test image; {len(without)} of "
-                    f"{len(images)} have none"
+                    f"a localization challenge needs a box on every test image; {len(without)} of "
+                    f"{len(images)} test images have none in release {release!r}"
                 )
         offsets = [0]
         flat: list[list[int]] = []

@@ -265,15 +265,51 @@ def aggregate_cmd(
     method: Annotated[
         str, typer.Option(help="imagenet (dynamic consensus), dawid-skene or majority.")
     ] = "imagenet",
+    write: Annotated[
+        bool, typer.Option("--write", help="Replace the decisions (default: only show what would change).")
+    ] = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Recompute every decision from all votes; write candidates.decision/confidence and workers.est_accuracy."""
-    from synsetforge.crowd.decisions import aggregate
+    """Recompute every decision from all votes and show what changes; --write replaces them.
+
+    Without --write nothing is written. With it, candidates.decision/confidence and workers.est_accuracy
+    are rewritten and the method and its settings are recorded (see `crowd status`)."""
+    from synsetforge.crowd.decisions import STATES, aggregate
 
     with Project.open(project) as p:
-        summary = aggregate(_service(p), method)
-    for line in summary.lines():
+        summary = aggregate(_service(p), method, write=write)
+    for line in summary.lines()[:-1]:
         console.print(line)
+    if summary.per_synset:
+        table = Table(title="per synset (before -> after)")
+        for col in ("synset", *STATES, "changed"):
+            table.add_column(col, justify="left" if col == "synset" else "right")
+        for ch in summary.per_synset:
+            table.add_row(
+                ch.synset_id,
+                *(f"{ch.before[k]} -> {ch.after[k]}" for k in STATES),
+                str(ch.changed),
+            )
+        console.print(table)
+    console.print(summary.lines()[-1])
+
+
+@app.command("status")
+def status_cmd(project: ProjectOpt = None) -> None:
+    """Decision counts and the method (with its settings) that produced the current decisions."""
+    from synsetforge.crowd.dashboard import decision_status
+
+    with Project.open(project) as p:
+        svc = _service(p)
+        with svc.read() as s:
+            st = decision_status(s, svc.settings)
+    c = st.counts
+    console.print(
+        f"{st.images} images: accepted {c['accepted']}, rejected {c['rejected']}, "
+        f"undecided {c['undecided']}, open {c['open']}"
+    )
+    console.print(f"decisions by: {st.describe()}")
+    console.print(f"live rule:    {st.live_rule}")
 
 
 @app.command("gold")

@@ -15,6 +15,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.consensus import TableCache, choose_initial, load_stats, playable
+from synsetforge.crowd.record import BY_LIVE, DecisionRecord, method_settings, read_record
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.errors import NotFoundError
 from synsetforge.store import schema
@@ -88,6 +89,44 @@ class WorkerRow:
         out = dict(self.__dict__)
         out["gold_accuracy"] = self.gold_accuracy
         return out
+
+
+@dataclass(frozen=True)
+class DecisionStatus:
+    """The project's decision counts, the recorded method behind them, and the rule live serving uses."""
+
+    images: int
+    counts: dict[str, int]  # accepted, rejected, undecided, open
+    record: DecisionRecord | None
+    live_rule: str
+
+    def describe(self) -> str:
+        if self.record is not None:
+            return self.record.describe()
+        if self.images and self.counts["open"] < self.images:
+            return "not recorded (decisions written before methods were recorded, or by hand)"
+        return "none yet"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "images": self.images,
+            "counts": dict(self.counts),
+            "record": self.record.as_dict() if self.record is not None else None,
+            "description": self.describe(),
+            "live_rule": self.live_rule,
+        }
+
+
+def decision_status(session: Session, settings: CrowdSettings) -> DecisionStatus:
+    """Counts of playable images per decision and the recorded method (`crowd.record`)."""
+    c = schema.Candidate
+    counts = dict.fromkeys(("accepted", "rejected", "undecided", "open"), 0)
+    for decision, n in session.execute(
+        select(c.decision, func.count()).where(playable()).group_by(c.decision)
+    ):
+        counts[decision if decision in counts else "open"] += int(n)
+    live = DecisionRecord(settings.method, method_settings(settings.method, settings), BY_LIVE, "")
+    return DecisionStatus(sum(counts.values()), counts, read_record(session), live.rule())
 
 
 def _float(value: float | None) -> float | None:

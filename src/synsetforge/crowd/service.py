@@ -32,6 +32,7 @@ from synsetforge.crowd.consensus import (
     refresh_synset,
 )
 from synsetforge.crowd.errors import AccessDeniedError, TaskClosedError, WorkerBlockedError
+from synsetforge.crowd.record import record_live
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.crowd.tokens import completion_code
 from synsetforge.errors import InputError, NotFoundError
@@ -361,6 +362,8 @@ class CrowdService:
                 targets.update(c for c, st in state.stats.items() if st.n_counted or st.decision is not None)
                 self.tables.mark_applied(sid, state.fingerprint)
             changed += apply_decisions(s, state, targets)
+        if changed:
+            record_live(s, self.settings)
         return changed
 
     def refresh(self, synset_ids: Collection[str] | None = None) -> int:
@@ -371,7 +374,10 @@ class CrowdService:
                 if synset_ids is not None
                 else sorted(set(s.scalars(select(schema.Candidate.synset_id).where(playable()).distinct())))
             )
-            return sum(refresh_synset(s, sid, self.settings, self.tables) for sid in ids)
+            changed = sum(refresh_synset(s, sid, self.settings, self.tables) for sid in ids)
+            if changed:
+                record_live(s, self.settings)
+            return changed
 
     # -- images -------------------------------------------------------------------------------------
 

@@ -1,19 +1,25 @@
 """Store-level queries behind a release explorer: tree with counts, synset pages, image provenance, search.
 
 Every function returns plain JSON-ready dicts, so a web route can render them directly (and the CLI can
-print them). Counts are per (image, synset) item; a node's ``subtree_images`` adds up the items of every
+print them). What a function says about a release comes from what the release froze (its manifest and
+`release_items`): synset facts, votes, confidence, provenance and duplicate clusters as they were at
+creation, whatever the live tables say now; `image_provenance` alone describes an image as the store
+knows it today. Counts are per (image, synset) item; a node's ``subtree_images`` adds up the items of every
 release synset at or below it (a synset reached along two paths of the DAG counts once).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 
 from synsetforge.errors import InputError, NotFoundError, SynsetforgeError
 from synsetforge.hierarchy.model import Hierarchy, normalize_lemma
+from synsetforge.releases.frozen import frozen_index
 from synsetforge.releases.release import Release, bytewise, get_release
 from synsetforge.releases.splits import SPLITS
 from synsetforge.store import schema
@@ -96,8 +102,8 @@ def synset_page(
     where = [RI.release_id == rel.id, RI.synset_id == synset]
     if split is not None:
         where.append(RI.split == split)
+    facts = frozen_index(project, rel).synset_facts(synset) or {}
     with project.session() as s:
-        facts = s.get(schema.Synset, synset)
         total = int(s.scalar(select(func.count()).select_from(RI).where(*where)) or 0)
         rows = s.execute(
             select(RI.image_id, RI.sha256, RI.split, RI.confidence, IMG.blob, IMG.width, IMG.height)
@@ -114,9 +120,9 @@ def synset_page(
     return {
         "release": rel.name,
         "synset": synset,
-        "lemmas": list(facts.lemmas) if facts else [],
-        "gloss": facts.gloss if facts else "",
-        "depth": facts.depth if facts else None,
+        "lemmas": list(facts.get("lemmas") or []),
+        "gloss": facts.get("gloss") or "",
+        "depth": facts.get("depth"),
         "path": [{"id": p, "name": h.name(p) if h is not None else p} for p in path],
         "counts": {k: counts[synset][k] for k in (*SPLITS, "total")},
         "split": split,
@@ -239,6 +245,70 @@ def image_provenance(project: Project, image_id: int) -> dict[str, Any]:
         }
 
 
+@dataclass(frozen=True)
+class _Facts:
+    id: str
+    lemmas: list[str]
+    gloss: str
+
+
+def release_image(
+    project: Project, release: Release | str, image_id: int, *, splits: Sequence[str] = SPLITS
+) -> dict[str, Any]:
+    """An image as the release froze it: one entry per (image, synset) item in `splits` with its split,
+    provenance (source, query, URLs, licence, author), vote totals, confidence and boxes, and the other
+    images of its duplicate cluster in those splits. NotFoundError when it has no item there."""
+    rel = _release(project, release)
+    index = frozen_index(project, rel)
+    items = [it for it in index.items(project.blobs, image_id) if it.split in splits]
+    if not items:
+        raise NotFoundError(
+            f"image {image_id} is not among the {'/'.join(splits)} images of release {rel.name!r}"
+        )
+    with project.session() as s:
+        img = s.get(schema.Image, image_id)  # facts about the bytes themselves, which never change
+        original = (
+            {
+                "width": img.orig_width,
+                "height": img.orig_height,
+                "bytes": img.orig_bytes,
+                "format": img.orig_format,
+            }
+            if img is not None
+            else {"width": None, "height": None, "bytes": None, "format": None}
+        )
+    first = items[0]
+    return {
+        "release": rel.name,
+        "image_id": image_id,
+        "sha256": first.sha256,
+        "width": first.width,
+        "height": first.height,
+        "original": original,
+        "items": [
+            {
+                "synset": it.synset,
+                "split": it.split,
+                "candidate_id": it.candidate_id,
+                "source": it.source,
+                "source_kind": it.source_kind,
+                "query": it.query,
+                "url": it.url,
+                "page_url": it.page_url,
+                "license": it.license,
+                "author": it.author,
+                "collected": it.collected,
+                "confidence": it.confidence,
+                "votes_yes": it.votes_yes,
+                "votes_no": it.votes_no,
+                "boxes": [list(b) for b in it.boxes],
+            }
+            for it in items
+        ],
+        "duplicates": index.cluster(image_id, tuple(splits)),
+    }
+
+
 def search(project: Project, release: Release | str, text: str, *, limit: int = 20) -> list[dict[str, Any]]:
     """Release synsets whose id, lemma or gloss contains `text`: exact lemma, then prefix, then substring
     matches of a lemma, then gloss matches; each with its image count."""
@@ -247,16 +317,13 @@ def search(project: Project, release: Release | str, text: str, *, limit: int = 
     if not query:
         raise InputError("search text is empty")
     counts = _counts(rel)
-    S = schema.Synset
-    stmt = select(S).where(S.id.in_(list(counts))) if len(counts) <= 500 else select(S)
-    with project.session() as s:
-        rows = list(s.scalars(stmt))
+    frozen = frozen_index(project, rel).synsets
     ranked: list[tuple[int, int, str, dict[str, Any]]] = []
-    for row in rows:
-        if row.id not in counts:
-            continue
+    for sid in sorted(counts):
+        facts = frozen.get(sid) or {}
+        row = _Facts(sid, list(facts.get("lemmas") or []), str(facts.get("gloss") or ""))
         best = None
-        for lemma in row.lemmas or []:
+        for lemma in row.lemmas:
             key = normalize_lemma(lemma)
             pos = key.find(query)
             if pos >= 0:
@@ -276,7 +343,7 @@ def search(project: Project, release: Release | str, text: str, *, limit: int = 
                 row.id,
                 {
                     "synset": row.id,
-                    "lemmas": list(row.lemmas or []),
+                    "lemmas": row.lemmas,
                     "gloss": row.gloss,
                     "images": counts[row.id],
                 },

@@ -94,6 +94,7 @@ def home(request: Request) -> Response:
     with svc.read() as s:
         rows = dashboard.progress(s, svc.tables)
         workers = dashboard.worker_rows(s)
+        decisions = dashboard.decision_status(s, svc.settings)
     totals = {
         "candidates": sum(r.candidates for r in rows),
         "accepted": sum(r.accepted for r in rows),
@@ -109,7 +110,7 @@ def home(request: Request) -> Response:
         "admin.html",
         rows=rows,
         totals=totals,
-        settings=svc.settings,
+        decisions=decisions,
         csrf=csrf_token(who.token, CSRF_PURPOSE),
     )
 
@@ -123,12 +124,14 @@ def synset(request: Request, synset_id: str) -> Response:
     with svc.read() as s:
         rows = dashboard.synset_images(s, synset_id, svc.settings)
         progress = next((r for r in dashboard.progress(s, svc.tables) if r.synset_id == synset_id), None)
+        decisions = dashboard.decision_status(s, svc.settings)
     return _render(
         request,
         "admin_synset.html",
         synset_id=synset_id,
         rows=rows,
         progress=progress,
+        decisions=decisions,
         csrf=csrf_token(who.token, CSRF_PURPOSE),
     )
 

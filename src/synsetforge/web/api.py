@@ -102,6 +102,13 @@ class ChangedOut(BaseModel):
     decisions_changed: int
 
 
+class AggregateIn(Strict):
+    """Recompute every decision with `method`; nothing is written unless `write` is true."""
+
+    method: str = Field(default="imagenet", pattern="^(imagenet|majority|dawid-skene)$")
+    write: bool = False
+
+
 def task_out(view: TaskView) -> TaskOut:
     def img(cid: int) -> ImageOut:
         return ImageOut(candidate_id=cid, image_url=f"/img/{cid}")
@@ -170,6 +177,23 @@ def admin_images(request: Request, synset_id: str, _: Admin) -> list[dict[str, A
     svc = service_of(request)
     with svc.read() as s:
         return [row.__dict__ for row in dashboard.synset_images(s, synset_id, svc.settings)]
+
+
+@router.get("/admin/decisions", tags=["admin"])
+def admin_decisions(request: Request, _: Admin) -> dict[str, Any]:
+    """Decision counts, the recorded method and settings that produced them, and the live rule."""
+    svc = service_of(request)
+    with svc.read() as s:
+        return dashboard.decision_status(s, svc.settings).as_dict()
+
+
+@router.post("/admin/aggregate", tags=["admin"], responses=errors(400, 413, 422))
+def admin_aggregate(request: Request, body: AggregateIn, _: Admin) -> dict[str, Any]:
+    """What recomputing every decision with `method` changes (counts before and after, per synset);
+    with `write: true` the decisions are replaced and the method recorded (`crowd aggregate --write`)."""
+    from synsetforge.crowd.decisions import aggregate
+
+    return aggregate(service_of(request), body.method, write=body.write).as_dict()
 
 
 @router.get("/admin/workers", tags=["admin"])

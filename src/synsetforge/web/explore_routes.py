@@ -7,8 +7,9 @@ Access: public and read-only, because a release is meant to be browsed. It shows
 *val* items of a release (`PUBLIC_SPLITS`): a challenge built on a release hides its test labels, so a test
 image, its synset and its bytes are never served here (they read as 404, like an image outside the
 release), and counts leave test items out. Candidates that did not make it into the release, individual
-votes, workers, gold answers and ground truth are never shown; an image's provenance lists only the
-accepted candidates behind its released (image, synset) items, with their vote totals.
+votes, workers, gold answers and ground truth are never shown. Every page shows what the release froze
+(`releases.frozen`): an image's provenance, vote totals and confidence per released (image, synset) item,
+its duplicate cluster, and each synset's lemmas and gloss, as they were when the release was made.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from synsetforge import __version__
 from synsetforge.crowd.service import sniff_media_type
 from synsetforge.errors import InputError, NotFoundError, SynsetforgeError
 from synsetforge.hierarchy.model import Hierarchy
 from synsetforge.releases import explore
+from synsetforge.releases.frozen import frozen_index
 from synsetforge.releases.release import Release, get_release, list_releases
 from synsetforge.store import schema
 from synsetforge.store.project import Project
@@ -118,8 +120,8 @@ def public_synset_page(
     if page > pages:
         raise NotFoundError(f"page {page} is past the last page ({pages}) of {synset!r}")
     RI = schema.ReleaseItem
+    facts = frozen_index(project, rel).synset_facts(synset) or {}
     with project.session() as s:
-        facts = s.get(schema.Synset, synset)
         rows = s.execute(
             select(RI.image_id, RI.split, RI.confidence)
             .where(RI.release_id == rel.id, RI.synset_id == synset, RI.split.in_(splits))
@@ -135,8 +137,8 @@ def public_synset_page(
     return {
         "synset": synset,
         "name": name,
-        "lemmas": list(facts.lemmas or []) if facts else [],
-        "gloss": (facts.gloss or "") if facts else "",
+        "lemmas": list(facts.get("lemmas") or []),
+        "gloss": str(facts.get("gloss") or ""),
         "path": path,
         "counts": {k: int(counts[synset].get(k, 0)) for k in PUBLIC_SPLITS},
         "total": total,
@@ -163,24 +165,9 @@ def public_items(project: Project, rel: Release, image_id: int) -> list[tuple[st
 
 
 def public_provenance(project: Project, rel: Release, image_id: int) -> dict[str, Any]:
-    """`explore.image_provenance` cut down to what the release makes public (see the module docstring)."""
-    items = public_items(project, rel, image_id)
-    synsets = {s for s, _ in items}
-    prov = explore.image_provenance(project, image_id)
-    related = set(prov["duplicate_of"]) | set(prov["duplicates"])
-    RI = schema.ReleaseItem
-    with project.session() as s:
-        shown = (
-            set(
-                s.scalars(
-                    select(func.distinct(RI.image_id)).where(
-                        RI.release_id == rel.id, RI.image_id.in_(related), RI.split.in_(PUBLIC_SPLITS)
-                    )
-                )
-            )
-            if related
-            else set()
-        )
+    """The image as the release froze it (`explore.release_image`), cut down to the public splits: its
+    items, the provenance, vote totals and confidence of each, and its public duplicates in the release."""
+    prov = explore.release_image(project, rel, image_id, splits=PUBLIC_SPLITS)
     h = _hierarchy(project)
     return {
         "image_id": image_id,
@@ -189,16 +176,15 @@ def public_provenance(project: Project, rel: Release, image_id: int) -> dict[str
         "height": prov["height"],
         "original": prov["original"],
         "items": [
-            {"synset": s, "name": h.name(s) if h is not None and s in h else s, "split": sp}
-            for s, sp in items
+            {
+                "synset": it["synset"],
+                "name": h.name(it["synset"]) if h is not None and it["synset"] in h else it["synset"],
+                "split": it["split"],
+            }
+            for it in prov["items"]
         ],
-        "candidates": [
-            {k: c[k] for k in _CANDIDATE_FIELDS}
-            for c in prov["candidates"]
-            if c["synset"] in synsets and c["decision"] == "accepted"
-        ],
-        "duplicates": sorted(shown),
-        "hidden_duplicates": len(related - shown),
+        "candidates": [{k: it[k] for k in _CANDIDATE_FIELDS} for it in prov["items"]],
+        "duplicates": prov["duplicates"],
     }
 
 
@@ -207,7 +193,6 @@ _CANDIDATE_FIELDS = (
     "source",
     "source_kind",
     "query",
-    "rank",
     "url",
     "page_url",
     "license",
