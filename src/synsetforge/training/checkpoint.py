@@ -107,6 +107,29 @@ def check_compatible(path: Path, saved: ModelMeta, arch: str, classes: list[str]
         raise InputError(f"{path} was trained on other classes than this run's; start a new run folder")
 
 
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load a saved state dict into `model`; a network of another shape or class count is one line."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    if missing or extra:
+        raise InputError(
+            f"{path} holds another network than {getattr(model, 'arch', type(model).__name__)} "
+            f"({len(missing)} weights missing, {len(extra)} unexpected, e.g. {(missing or extra)[0]})"
+        )
+    head = getattr(model, "head_path", None)
+    for key, tensor in own.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            if head and key.startswith(f"{head}."):
+                raise InputError(
+                    f"{path} holds a network for {state[key].shape[0]} classes, this run has {tensor.shape[0]}"
+                )
+            raise InputError(
+                f"{path}: weight {key} has shape {list(state[key].shape)}, the network expects {list(tensor.shape)}"
+            )
+    model.load_state_dict(state)
+
+
 def load_model_file(run: Path) -> tuple[ModelMeta, dict[str, torch.Tensor], dict[str, Any]]:
     """(meta, state dict, run summary) of a finished run folder (or of a model.pt file given directly)."""
     path = run / MODEL if run.is_dir() else run

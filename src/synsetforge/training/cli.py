@@ -91,8 +91,9 @@ def train_command(
         str | None, typer.Option("--release", help="Release to train on (its train split).")
     ] = None,
     arch: Annotated[
-        str, typer.Option("--arch", help="Network: small, alexnet, resnet18/34/50/101/152.")
-    ] = "resnet18",
+        str | None,
+        typer.Option("--arch", help="Network: small, alexnet, resnet18/34/50/101/152 (default resnet18)."),
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option("--epochs", help="Epochs (default: the arch's recipe).")
     ] = None,
@@ -169,10 +170,12 @@ def train_command(
                 for k, v in overrides.items()
                 if v is not None and saved.get(k) != (list(v) if isinstance(v, tuple) else v)
             ]
-            if changed or (arch != config.arch and arch != "resnet18"):
+            if arch is not None and arch != config.arch:
+                raise InputError(f"{out / CHECKPOINT} holds a {config.arch} network, not a {arch}")
+            if changed:
                 raise InputError(
                     f"--resume continues the run in {out} as it was started; do not change "
-                    f"{', '.join(changed or ['--arch'])}"
+                    f"{', '.join(changed)}"
                 )
             release = release or read_run_json(out).get("release")
             if release is None:
@@ -180,6 +183,7 @@ def train_command(
         else:
             if release is None:
                 raise InputError("give --release RELEASE (see `synsetforge release list`)")
+            arch = arch or "resnet18"
             config = TrainConfig.for_arch(arch, **overrides)
             out = out or _default_out(p.root, release, arch)
         console.print(f"run folder {out}  (continue after a kill: synsetforge train --out {out} --resume)")

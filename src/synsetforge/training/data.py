@@ -105,9 +105,14 @@ def open_release(
     verify_manifest(project.blobs, rel.manifest_sha256)
     header = read_header(project.blobs, rel.manifest_sha256)
     facts = header.get("synsets", {})
-    chosen = check_class_list(classes) if classes is not None else release_classes(project, rel)
     if header.get("items", 0) == 0:
         raise InputError(f"release {release!r} holds no images: nothing to train on")
+    chosen = check_class_list(classes) if classes is not None else release_classes(project, rel)
+    if len(chosen) < 2:
+        raise InputError(
+            f"classification needs at least 2 classes; release {release!r} has {len(chosen)} "
+            "(synsets that are not ancestors of other synsets in it)"
+        )
     unknown = [c for c in chosen if c not in facts]
     if unknown:
         raise InputError(f"{len(unknown)} classes are not in release {release!r}: {', '.join(unknown[:5])}")

@@ -61,7 +61,7 @@ def _decode_to_array(
 
 
 def _worker_init(parent_pid: int) -> None:
-    from synsetforge.training.lifeline import exit_with_parent
+    from synsetforge.lifeline import exit_with_parent
 
     exit_with_parent(parent_pid)
 
@@ -69,7 +69,7 @@ def _worker_init(parent_pid: int) -> None:
 def worker_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     """Processes that import only the decoding code (forkserver: safe beside torch's threads)."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["synsetforge.training.decode", "synsetforge.training.lifeline"])
+    ctx.set_forkserver_preload(["synsetforge.training.decode", "synsetforge.lifeline"])
     return concurrent.futures.ProcessPoolExecutor(
         max(1, workers), mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
     )

@@ -24,7 +24,7 @@ from synsetforge.benchmark.formats import format_classic_submission, format_kagg
 from synsetforge.errors import InputError
 from synsetforge.store.project import Project
 from synsetforge.training.augment import decoded_size
-from synsetforge.training.checkpoint import ModelMeta, load_model_file
+from synsetforge.training.checkpoint import ModelMeta, load_model_file, load_weights
 from synsetforge.training.engine import cpu_threads, pick_device, run_eval
 from synsetforge.training.loader import DecodedImages, worker_pool
 from synsetforge.training.models import Classifier, build_model
@@ -48,12 +48,7 @@ def load_run_model(run: Path, device: torch.device) -> tuple[ModelMeta, Classifi
     """The finished network of a run folder, in eval mode on `device`."""
     meta, state, _ = load_model_file(run)
     model = build_model(meta.arch, len(meta.classes), **meta.model_kwargs)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise InputError(
-            f"{run}: the saved weights do not fit a {meta.arch}: {str(exc).splitlines()[0]}"
-        ) from None
+    load_weights(model, state, run)
     return meta, model.to(device).eval()
 
 

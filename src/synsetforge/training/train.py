@@ -48,8 +48,8 @@ from synsetforge.training.checkpoint import (
     ModelMeta,
     atomic_save,
     atomic_write_text,
-    check_compatible,
     load,
+    load_weights,
 )
 from synsetforge.training.config import TrainConfig
 from synsetforge.training.data import ReleaseData, Samples, open_release
@@ -373,6 +373,12 @@ def train(
         _check_out(out, resume)
     if resume:
         state = load(out / CHECKPOINT)
+        for key in ("meta", "config", "model", "optimizer", "epoch"):
+            if key not in state:
+                raise InputError(f"{out / CHECKPOINT} is not a training checkpoint (no {key})")
+        meta = ModelMeta.from_json(state["meta"])
+        if meta.arch != config.arch:
+            raise InputError(f"{out / CHECKPOINT} holds a {meta.arch} network, not a {config.arch}")
         saved = TrainConfig.from_json(state["config"])
         if saved != config:
             diff = [k for k, v in config.to_json().items() if saved.to_json().get(k) != v]
@@ -380,21 +386,19 @@ def train(
                 f"--resume: the run in {out} was started with other settings ({', '.join(diff)}); "
                 "resume it without changing them"
             )
-        classes = list(state["meta"]["classes"])
+        classes = list(meta.classes)
     data = open_release(project, release, classes=classes, splits=("train", "val"))
-    if state is not None:
-        meta = ModelMeta.from_json(state["meta"])
-        check_compatible(out / CHECKPOINT, meta, config.arch, data.classes)
-        if meta.manifest_sha256 != data.manifest_sha256:
-            raise InputError(f"--resume: the run in {out} trained on another release than {release!r}")
+    if state is not None and meta.manifest_sha256 != data.manifest_sha256:
+        raise InputError(f"--resume: the run in {out} trained on another release than {release!r}")
     if procs.main:
         out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)  # the initial weights: same seed, same network
     model = build_model(config.arch, len(data.classes), **config.model_kwargs)
     if weights is not None and state is None:
         report = load_torchvision_weights(model, weights)
         say(f"initial weights: {weights} ({report.describe() if hasattr(report, 'describe') else report})")
     if state is not None:
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], out / CHECKPOINT)
     model.to(dev)
     if dev.type == "cuda" or os.environ.get("SYNSETFORGE_CHANNELS_LAST", "1") == "1":
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -25,7 +25,14 @@ from synsetforge.benchmark.leaderboard import mcnemar_exact
 from synsetforge.errors import InputError, SynsetforgeError
 from synsetforge.releases.quality import wilson
 from synsetforge.store.project import Project
-from synsetforge.training.checkpoint import FORMAT, MODEL, ModelMeta, atomic_save, load_model_file
+from synsetforge.training.checkpoint import (
+    FORMAT,
+    MODEL,
+    ModelMeta,
+    atomic_save,
+    load_model_file,
+    load_weights,
+)
 from synsetforge.training.config import TrainConfig
 from synsetforge.training.data import few_shot, open_release
 from synsetforge.training.engine import EvalResult, cpu_threads, evaluate, pick_device
@@ -100,7 +107,7 @@ def _pretrained(source: Path, arch: str | None, device: torch.device) -> tuple[C
         if arch is not None and arch != meta.arch:
             raise InputError(f"{source} holds a {meta.arch} network, not a {arch}")
         model = build_model(meta.arch, len(meta.classes), **meta.model_kwargs)
-        model.load_state_dict(state)
+        load_weights(model, state, source)
         return model.to(device), meta
     model = build_model(arch, 1000)
     load_torchvision_weights(model, source)
@@ -209,6 +216,7 @@ def transfer(
             )
             return arm, model
 
+        torch.manual_seed(seed)
         pretrained.reset_head(n_classes)
         pretrained.to(dev)
         if mode == "linear":
@@ -216,6 +224,7 @@ def transfer(
         scale = 1.0 if mode == "linear" else 0.1  # fine-tuning moves pretrained weights gently
         cfg_pre = dataclasses.replace(base, lr=(lr or base.lr) * scale)
         pre_arm, pre_model = run_arm("pretrained", pretrained, cfg_pre)
+        torch.manual_seed(seed)
         scratch = build_model(arch, n_classes, **base.model_kwargs).to(dev)
         cfg_scr = dataclasses.replace(base, lr=lr or base.lr)
         scr_arm, scr_model = run_arm("from scratch", scratch, cfg_scr)
