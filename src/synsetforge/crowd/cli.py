@@ -13,12 +13,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from synsetforge.clilazy import Lazy, lazy_group
 from synsetforge.cliopts import ProjectOpt
+from synsetforge.clitables import Table
 from synsetforge.crowd.service import CrowdService
 from synsetforge.crowd.settings import CrowdSettings
+from synsetforge.limits import MAX_ROW_ID
 from synsetforge.store.project import Project
 
 console = Console(highlight=False)
@@ -173,7 +174,7 @@ def workers_list(project: ProjectOpt = None) -> None:
 
 @workers_app.command("block")
 def workers_block(
-    worker_id: Annotated[int, typer.Argument(help="Worker id (see `workers list`).")],
+    worker_id: Annotated[int, typer.Argument(min=1, max=MAX_ROW_ID, help="Worker id (see `workers list`).")],
     reason: Annotated[str, typer.Option(help="Why (shown to admins).")] = "blocked by an admin",
     undo: Annotated[bool, typer.Option("--undo", help="Unblock instead.")] = False,
     project: ProjectOpt = None,

@@ -17,6 +17,7 @@ from synsetforge.crowd.workers import Principal
 from synsetforge.errors import SynsetforgeError
 from synsetforge.web.auth import ADMIN_COOKIE, cookie_admin, service_of
 from synsetforge.web.csrf import login_token, login_token_ok, remember_login_token
+from synsetforge.web.edge import RowId, form_has_nul
 from synsetforge.web.pages import _render, message, set_cookie
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -72,6 +73,10 @@ async def _checked_form(request: Request) -> tuple[Principal, dict[str, str]] | 
         return message(
             request, 403, "Form expired", "Reload the page and try again.", ("/admin", "Dashboard")
         )
+    if form_has_nul(form.values()):
+        return message(
+            request, 422, "Form not understood", "A field holds a NUL character; nothing was changed."
+        )
     return who, {k: str(v) for k, v in form.items()}
 
 
@@ -115,7 +120,7 @@ def home(request: Request) -> Response:
     )
 
 
-@router.get("/synsets/{synset_id}", response_class=HTMLResponse)
+@router.get("/synsets/{synset_id:path}", response_class=HTMLResponse)
 def synset(request: Request, synset_id: str) -> Response:
     who = _admin(request)
     if not isinstance(who, Principal):
@@ -170,7 +175,7 @@ async def invite(request: Request) -> Response:
 
 
 @router.post("/workers/{worker_id}/{action}")
-async def block_or_unblock(request: Request, worker_id: int, action: str) -> Response:
+async def block_or_unblock(request: Request, worker_id: RowId, action: str) -> Response:
     checked = await _checked_form(request)
     if isinstance(checked, Response):
         return checked

@@ -20,6 +20,7 @@ from synsetforge.crowd.service import TaskView
 from synsetforge.crowd.workers import Principal
 from synsetforge.errors import InputError
 from synsetforge.web.auth import api_admin, api_worker, service_of
+from synsetforge.web.edge import RowId, Text
 from synsetforge.web.openapi import CROWD_TOKEN, CSVResponse, errors
 
 router = APIRouter(prefix="/api/v1", dependencies=[Security(CROWD_TOKEN)], responses=errors(401, 403))
@@ -82,7 +83,7 @@ class MeOut(BaseModel):
 
 
 class InviteIn(Strict):
-    name: str | None = Field(default=None, max_length=200)
+    name: Text | None = Field(default=None, max_length=200)
     kind: str = Field(default="invite", pattern="^(invite|expert)$")
 
 
@@ -93,7 +94,7 @@ class InviteOut(BaseModel):
 
 
 class BlockIn(Strict):
-    reason: str = Field(default="blocked by an admin", max_length=1000)
+    reason: Text = Field(default="blocked by an admin", max_length=1000)
 
 
 class ChangedOut(BaseModel):
@@ -142,7 +143,7 @@ def get_task(request: Request, who: Worker) -> TaskEnvelope:
     tags=["worker"],
     responses=errors(400, 404, 409, 413, 422),
 )
-def submit_task(request: Request, task_id: int, body: SubmitIn, who: Worker) -> SubmitOut:
+def submit_task(request: Request, task_id: RowId, body: SubmitIn, who: Worker) -> SubmitOut:
     """Record the answers of one task (all-or-nothing)."""
     assert who.worker_id is not None
     result = service_of(request).submit(who.worker_id, task_id, body.yes)
@@ -171,7 +172,7 @@ def admin_progress(request: Request, _: Admin) -> list[dict[str, Any]]:
         return [row.as_dict() for row in dashboard.progress(s, svc.tables)]
 
 
-@router.get("/admin/synsets/{synset_id}/images", tags=["admin"], responses=errors(404, 422))
+@router.get("/admin/synsets/{synset_id:path}/images", tags=["admin"], responses=errors(404, 422))
 def admin_images(request: Request, synset_id: str, _: Admin) -> list[dict[str, Any]]:
     """Votes per image of one synset (gold answers and ground truth included: admins only)."""
     svc = service_of(request)
@@ -221,7 +222,7 @@ def admin_invite(request: Request, body: InviteIn, _: Admin) -> InviteOut:
     tags=["admin"],
     responses=errors(400, 404, 413, 422),
 )
-def admin_block(request: Request, worker_id: int, body: BlockIn, _: Admin) -> ChangedOut:
+def admin_block(request: Request, worker_id: RowId, body: BlockIn, _: Admin) -> ChangedOut:
     changed = service_of(request).block(worker_id, body.reason)
     return ChangedOut(worker_id=worker_id, status="blocked", decisions_changed=changed)
 
@@ -232,7 +233,7 @@ def admin_block(request: Request, worker_id: int, body: BlockIn, _: Admin) -> Ch
     tags=["admin"],
     responses=errors(404, 422),
 )
-def admin_unblock(request: Request, worker_id: int, _: Admin) -> ChangedOut:
+def admin_unblock(request: Request, worker_id: RowId, _: Admin) -> ChangedOut:
     changed = service_of(request).unblock(worker_id)
     return ChangedOut(worker_id=worker_id, status="active", decisions_changed=changed)
 

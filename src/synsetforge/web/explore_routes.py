@@ -29,10 +29,12 @@ from synsetforge.errors import InputError, NotFoundError, SynsetforgeError
 from synsetforge.hierarchy.model import Hierarchy
 from synsetforge.releases import explore
 from synsetforge.releases.frozen import frozen_index
+from synsetforge.releases.provenance import public_candidate
 from synsetforge.releases.release import Release, get_release, list_releases
 from synsetforge.store import schema
 from synsetforge.store.project import Project
 from synsetforge.web.challenge_routes import ProjectDep
+from synsetforge.web.edge import RowId, path_segment
 
 router = APIRouter(include_in_schema=False)  # HTML pages for people, not part of the JSON API
 
@@ -53,6 +55,7 @@ _env = Environment(
     lstrip_blocks=True,
 )
 _env.filters["conf"] = lambda v: "–" if v is None else f"{v:.3f}"
+_env.filters["segment"] = path_segment
 _CSS = (_FOLDER / "explore" / "explore.css").read_text(encoding="utf-8")
 
 
@@ -183,7 +186,8 @@ def public_provenance(project: Project, rel: Release, image_id: int) -> dict[str
             }
             for it in prov["items"]
         ],
-        "candidates": [{k: it[k] for k in _CANDIDATE_FIELDS} for it in prov["items"]],
+        # public_candidate: a folder source's files as paths below its root, never absolute server paths
+        "candidates": [public_candidate({k: it[k] for k in _CANDIDATE_FIELDS}) for it in prov["items"]],
         "duplicates": prov["duplicates"],
     }
 
@@ -239,7 +243,7 @@ def explore_release(project: ProjectDep, release: str) -> HTMLResponse:
     return explore_home(project, release)
 
 
-@router.get("/explore/{release}/synset/{synset}", response_class=HTMLResponse)
+@router.get("/explore/{release}/synset/{synset:path}", response_class=HTMLResponse)
 def synset_view(
     project: ProjectDep,
     release: str,
@@ -254,13 +258,13 @@ def synset_view(
 
 
 @router.get("/explore/{release}/image/{image_id}", response_class=HTMLResponse)
-def image_view(project: ProjectDep, release: str, image_id: int) -> HTMLResponse:
+def image_view(project: ProjectDep, release: str, image_id: RowId) -> HTMLResponse:
     rel = public_release(project, release)
     return _page("image.html", release=rel, img=public_provenance(project, rel, image_id))
 
 
 @router.get("/explore/{release}/blob/{image_id}", include_in_schema=False)
-def image_bytes(project: ProjectDep, release: str, image_id: int) -> Response:
+def image_bytes(project: ProjectDep, release: str, image_id: RowId) -> Response:
     """The stored bytes of an image, only when it is a public item of the release."""
     rel = get_release(project, release)
     public_items(project, rel, image_id)
