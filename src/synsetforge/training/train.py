@@ -504,6 +504,8 @@ def train(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        if procs.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _write_run_json(
