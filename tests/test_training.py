@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from _training_fixtures import CIRCLE, HEART, SHAPES_A, SHAPES_B, add_figures, f
 from synsetforge.benchmark.challenge import create_challenge
 from synsetforge.benchmark.worker import drain
 from synsetforge.errors import InputError, NotFoundError
-from synsetforge.releases import create_release
+from synsetforge.releases import create_release, get_release
 from synsetforge.releases.manifest import write_manifest
 from synsetforge.releases.splits import SplitSpec
 from synsetforge.store import Project, schema
@@ -278,3 +279,43 @@ def test_the_cli_trains_and_reports(world: World) -> None:
 
 def test_top5_of_few_classes_counts_every_class(world: World) -> None:
     assert np.isclose(world.run.final["val"]["top5_error"], 0.0)  # 4 classes: every label is in the top 5
+
+
+# -- embed and the explorer's similar images ---------------------------------------------------------------------
+def test_embed_stores_features_that_the_explorer_shows(world: World) -> None:
+    from fastapi.testclient import TestClient
+
+    from synsetforge.releases.manifest import iter_items
+    from synsetforge.training.embed import embed, load_features
+    from synsetforge.web.app import create_app
+
+    result = embed(world.project, world.run.run_dir, "a", workers=0)
+    rel = get_release(world.project, "a")
+    items = list(iter_items(world.project.blobs, rel.manifest_sha256))
+    split_of = {it.image_id: it.split for it in items}
+    label_of = {it.image_id: it.synset for it in items}
+    assert result.images == len(split_of) and result.dim == 128 and result.skipped == 0
+    feats = load_features(world.project, "a")
+    assert feats.vectors.dtype == np.float16 and feats.vectors.shape == (len(split_of), 128)
+    assert feats.probs.shape == (len(split_of), 4) and feats.classes == world.run.classes
+    with pytest.raises(InputError, match="already has features named"):
+        embed(world.project, world.run.run_dir, "a", workers=0)
+
+    # the features carry the class: most nearest neighbours of a val image share its class (chance: 1 in 4)
+    from synsetforge.training.embed import Neighbours
+
+    near = Neighbours(feats)
+    vals = [i for i, sp in split_of.items() if sp == "val"]
+    same = [label_of[o] == label_of[i] for i in vals for o, _ in near.of(i, 5)]
+    assert np.mean(same) > 0.6
+
+    with TestClient(create_app(world.project)) as client:
+        train_id = next(i for i, sp in split_of.items() if sp == "train")
+        page = client.get(f"/explore/a/image/{train_id}")
+        assert page.status_code == 200 and 'id="similar"' in page.text
+        strip = page.text.split('id="similar"')[1].split("</ul>")[0]
+        shown = [int(x) for x in re.findall(r"/explore/a/image/(\d+)", strip)]
+        assert len(shown) == 8 and train_id not in shown
+        assert all(split_of[i] in ("train", "val") for i in shown)  # never a hidden test image
+        test_id = next(i for i, sp in split_of.items() if sp == "test")
+        assert client.get(f"/explore/a/image/{test_id}").status_code == 404

@@ -260,7 +260,30 @@ def synset_view(
 @router.get("/explore/{release}/image/{image_id}", response_class=HTMLResponse)
 def image_view(project: ProjectDep, release: str, image_id: RowId) -> HTMLResponse:
     rel = public_release(project, release)
-    return _page("image.html", release=rel, img=public_provenance(project, rel, image_id))
+    img = public_provenance(project, rel, image_id)
+    return _page("image.html", release=rel, img=img, similar=similar_public(project, rel, image_id))
+
+
+def similar_public(project: Project, rel: Release, image_id: int, k: int = 8) -> dict[str, Any] | None:
+    """The "similar images" strip: nearest public images by the release's newest stored features
+    (`synsetforge embed`), each with the classes the release froze for it; None without features."""
+    from synsetforge.training.embed import latest_features, similar_images
+
+    found = latest_features(project, rel.id)
+    if found is None:
+        return None
+    index = frozen_index(project, rel)
+    h = _hierarchy(project)
+    shown = []
+    for other, similarity in similar_images(project, rel.id, image_id, k):
+        names = [
+            h.name(it.synset) if h is not None and it.synset in h else it.synset
+            for it in index.items(project.blobs, other)
+            if it.split in PUBLIC_SPLITS
+        ]
+        if names:  # a public image of this release (features are filtered to train/val already)
+            shown.append({"image_id": other, "similarity": similarity, "label": ", ".join(names)})
+    return {"by": found[0], "arch": found[1], "images": shown}
 
 
 @router.get("/explore/{release}/blob/{image_id}", include_in_schema=False)
