@@ -169,6 +169,7 @@ def write_atomically(path: Path, blob: bytes) -> bool:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600: other users of a shared install must read it too
         os.replace(tmp, path)
     except OSError:
         Path(tmp).unlink(missing_ok=True)
