@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -105,13 +106,19 @@ def test_class_list_load(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_builds_the_plane_figure_project(tmp_path: Path) -> None:
-    proc = run("demo", str(tmp_path / "demo"), "--per-synset", "40", "--crowd-seconds", "30")
+    proc = run("demo", str(tmp_path / "demo"), "--per-synset", "40", "--crowd-seconds", "30", "--epochs", "2")
     assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+    out = " ".join(proc.stdout.split())
     assert "plane figure" in out and "n13863186" in out and "triangle" in out
     assert "search queries" in out
     assert "collection summary" in out and "precision vs ground truth" in out
-    assert "release v1" in out and "classical baseline scores" in out
+    assert "release v1" in out and "release transfer-v1" in out
+    stages = re.findall(r"(\d)\. [A-Z][a-z]+", out)
+    assert stages[:7] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert out.count("classical-baseline") >= 2 and out.count("cnn-small") >= 2  # both entries on the boards
+    assert "chance level: top-1 error" in out and "transfer to transfer-v1" in out
+    assert "nan" not in out
+    assert f"admin token -p {tmp_path / 'demo'}" in out
     assert (tmp_path / "demo" / "synsetforge.toml").exists()
     assert (tmp_path / "demo" / "release-v1" / "report.html").exists()
 

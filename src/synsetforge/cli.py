@@ -259,13 +259,25 @@ def demo(
             "--no-fresh refuses instead. Any other non-empty folder is always refused."
         ),
     ] = True,
-    per_synset: Annotated[int, typer.Option(help="Synthetic candidates per figure.")] = 150,
-    crowd_seconds: Annotated[float, typer.Option(help="Time limit of the simulated crowd (s).")] = 90.0,
+    per_synset: Annotated[
+        int, typer.Option(help="Synthetic candidates per benchmark figure (transfer figures get 40% of it).")
+    ] = 260,
+    crowd_seconds: Annotated[float, typer.Option(help="Time limit of the simulated crowd (s).")] = 120.0,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs of the demo's CNN (default: its measured recipe).")
+    ] = None,
 ) -> None:
     """Build the demo project for the `plane figure` subtree and show what each stage made."""
     from synsetforge.demo import run_demo
 
-    run_demo(directory, fresh=fresh, console=_console(), per_synset=per_synset, crowd_seconds=crowd_seconds)
+    run_demo(
+        directory,
+        fresh=fresh,
+        console=_console(),
+        per_synset=per_synset,
+        crowd_seconds=crowd_seconds,
+        cnn_epochs=epochs,
+    )
 
 
 def main() -> None:

@@ -16,9 +16,32 @@ from synsetforge.errors import InputError
 from synsetforge.store.project import CONFIG_NAME, Project
 
 PLANE_FIGURE = "n13863186"
-DEMO_SYNSETS = 6  # drawable figures collected and verified
-DEMO_PER_SYNSET = 150  # synthetic candidates per figure
-DEMO_CROWD_SECONDS = 90.0
+# The benchmark's classes: leaf figures that look like nothing else the engine draws (see the README's
+# "The demo's benchmark" for how they were chosen). The transfer figures are held back for stage 7.
+DEMO_CLASSES = (
+    "n13865904",  # heart
+    "n13878634",  # square
+    "n13883133",  # rhomboid
+    "n13881512",  # trapezoid
+    "n13879947",  # equilateral triangle
+    "n13880551",  # right triangle
+    "n13880415",  # obtuse triangle
+    "n13882385",  # regular hexagon
+    "n13873502",  # circle
+    "n13874251",  # semicircle
+    "n13882008",  # pentacle
+    "n13880811",  # hexagram
+)
+TRANSFER_CLASSES = (
+    "n13875027",  # sector
+    "n13882201",  # pentagon
+    "n13882563",  # octagon
+    "n13881381",  # trapezium
+)
+DEMO_PRECISION = 0.6  # share of a query's results that show the figure
+DEMO_PER_SYNSET = 260  # synthetic candidates per benchmark figure
+TRANSFER_SHARE = 40  # transfer figures get this percentage of that
+DEMO_CROWD_SECONDS = 120.0
 
 
 DEMO_MARKER = ".synsetforge-demo"  # written into the folder the demo makes: only such a folder is rebuilt
@@ -31,6 +54,8 @@ _DEMO_LAYOUT = frozenset(
         "project.db-shm",
         "project.db-journal",
         "blobs",
+        "cache",
+        "runs",
         "release-v1",
     }
 )
@@ -98,6 +123,7 @@ def run_demo(
     console: Console | None = None,
     per_synset: int = DEMO_PER_SYNSET,
     crowd_seconds: float = DEMO_CROWD_SECONDS,
+    cnn_epochs: int | None = None,
 ) -> Project:
     """Create the demo project in `directory` and print what each stage built."""
     from synsetforge.hierarchy.cli import render_tree
@@ -129,7 +155,7 @@ def run_demo(
     total = sum(len(h.expand(s)) for s in subtree)
     console.print(f"{total} search queries for the {len(subtree)} synsets of the subtree")
 
-    _pipeline(project, console, leaves, per_synset, crowd_seconds)
+    _pipeline(project, console, per_synset, crowd_seconds, cnn_epochs)
 
     console.rule("[bold]Where to look[/]")
     console.print(f"project     {project.root}")
@@ -148,10 +174,13 @@ def run_demo(
 
 
 def _pipeline(
-    project: Project, console: Console, leaves: list[str], per_synset: int, crowd_seconds: float
+    project: Project,
+    console: Console,
+    per_synset: int,
+    crowd_seconds: float,
+    cnn_epochs: int | None,
 ) -> None:
-    """Stages 2-6 on a few drawable figures: collect, verify, release, benchmark."""
-    from synsetforge.benchmark.demo import run_benchmark_demo
+    """Stages 2-7 on the demo's figures: collect, verify, release, benchmark, deep baseline, transfer."""
     from synsetforge.candidates.cli import print_summary
     from synsetforge.candidates.collect import CollectOptions, collect
     from synsetforge.candidates.process import ImagePolicy
@@ -160,26 +189,55 @@ def _pipeline(
     from synsetforge.releases import create_release
     from synsetforge.releases.exports import export_release
     from synsetforge.releases.report import write_report
+    from synsetforge.releases.splits import SplitSpec
 
-    source = SyntheticSource(seed=0, precision=0.4)
-    figures = [s for s in leaves if source.supports(s)][:DEMO_SYNSETS]
-    console.rule(f"[bold]2. Candidates[/]: synthetic search engine (40% precision), {len(figures)} figures")
+    h = project.hierarchy
+    source = SyntheticSource(seed=0, precision=DEMO_PRECISION)
+    figures = [*DEMO_CLASSES, *TRANSFER_CLASSES]
+    console.rule(
+        f"[bold]2. Candidates[/]: synthetic search engine ({DEMO_PRECISION:.0%} precision), {len(figures)} figures"
+    )
+    console.print(
+        f"benchmark classes ({len(DEMO_CLASSES)}): {', '.join(h.name(s) for s in DEMO_CLASSES)}; "
+        f"held back for transfer ({len(TRANSFER_CLASSES)}): {', '.join(h.name(s) for s in TRANSFER_CLASSES)}",
+        markup=False,
+    )
     options = CollectOptions(
         per_synset=per_synset, workers=2, image_policy=ImagePolicy(resize="longer", size=256)
     )
-    summary = collect(project, source, figures, options, kind="synthetic")
+    summary = collect(project, source, DEMO_CLASSES, options, kind="synthetic")
+    transfer_options = CollectOptions(
+        per_synset=max(20, per_synset * TRANSFER_SHARE // 100), workers=2, image_policy=options.image_policy
+    )
+    summary_transfer = collect(project, source, TRANSFER_CLASSES, transfer_options, kind="synthetic")
     print_summary(summary, console)
+    console.print(
+        f"and {summary_transfer.registered} candidates of the {len(TRANSFER_CLASSES)} transfer figures",
+        markup=False,
+    )
 
     run_crowd_demo(project, console, max_seconds=crowd_seconds)
 
-    console.rule("[bold]5. Release[/]: immutable snapshot with splits")
-    release = create_release(project, "v1", min_images=1)
+    console.rule("[bold]4. Releases[/]: immutable snapshots with splits")
+    split = SplitSpec(val=0.1, test=0.15)
+    release = create_release(project, "v1", synsets=DEMO_CLASSES, split=split, min_images=1)
     console.print(
-        f"release v1: {release.stats.get('images', '?')} images; manifest {release.manifest_sha256}"
+        f"release v1 ({len(DEMO_CLASSES)} figures): {release.stats.get('images', '?')} images; "
+        f"manifest {release.manifest_sha256}",
+        markup=False,
+    )
+    transfer = create_release(
+        project, "transfer-v1", synsets=TRANSFER_CLASSES, split=SplitSpec(val=0.5, test=0)
+    )
+    console.print(
+        f"release transfer-v1 ({len(TRANSFER_CLASSES)} other figures): {transfer.stats.get('images', '?')} images",
+        markup=False,
     )
     out = project.root / "release-v1"
     json_path, html_path = write_report(project, release, out)
     export_release(project, "v1", "datasheet", out / "datasheet", force=True)
-    console.print(f"report: {html_path}  statistics: {json_path}")
+    console.print(f"report: {html_path}  statistics: {json_path}", markup=False)
 
-    run_benchmark_demo(project, "v1", console)
+    from synsetforge.benchmark.demo import run_benchmark_demo
+
+    run_benchmark_demo(project, "v1", console, transfer_release="transfer-v1", cnn_epochs=cnn_epochs)

@@ -2,92 +2,189 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 
 from synsetforge.benchmark.challenge import METRIC_LABELS, ChallengeInfo, create_challenge, list_challenges
 from synsetforge.benchmark.challenge_cli import fmt_metric, print_board
-from synsetforge.benchmark.standings import leaderboard
+from synsetforge.benchmark.standings import Board, leaderboard
 from synsetforge.benchmark.worker import drain
 from synsetforge.clitables import Table
 from synsetforge.errors import InputError
 from synsetforge.store.project import Project
 
+# The demo's CNN recipe, chosen by measuring on the demo's figures (see the README, "The demo's benchmark").
+DEMO_CNN: dict[str, object] = {
+    "epochs": 12,
+    "image_size": 64,
+    "batch_size": 64,
+    "lr": 0.1,
+    "schedule": "cosine",
+    "warmup_epochs": 1,
+    "label_smoothing": 0.1,
+    "fit": "pad",
+    "rotate": 180.0,
+    "crop_scale": (0.5, 1.0),
+    "crop_ratio": 1.0,
+}
+DEMO_TRANSFER_EPOCHS = 30
+
 
 def _challenge(project: Project, release: str, console: Console) -> ChallengeInfo:
+    """A challenge on the release's non-overlapping synsets that have test images (the classes a network
+    trained on the release learns)."""
+    from synsetforge.releases.manifest import iter_items
+    from synsetforge.releases.release import get_release
+    from synsetforge.training.data import release_classes
+
     taken = {c.name for c in list_challenges(project)}
     name = f"{release}-challenge"
     k = 2
     while name in taken:
         name = f"{release}-challenge-{k}"
         k += 1
-    try:
-        return create_challenge(project, name, release, leaves=True, min_images=2)
-    except InputError as exc:
-        # a release of inner synsets: fall back to the non-overlapping part of its classes
-        console.print(f"--leaves: {exc}; using the release's non-overlapping synsets instead", markup=False)
-        from sqlalchemy import select
-
-        from synsetforge.store import schema
-
-        with project.session() as s:
-            rel = s.scalar(select(schema.Release.id).where(schema.Release.name == release))
-            sids = sorted(
-                set(
-                    s.scalars(
-                        select(schema.ReleaseItem.synset_id).where(
-                            schema.ReleaseItem.release_id == rel, schema.ReleaseItem.split == "test"
-                        )
-                    )
-                )
-            )
-        return create_challenge(project, name, release, classes=project.hierarchy.non_overlapping(sids))
+    rel = get_release(project, release)
+    tested = {it.synset for it in iter_items(project.blobs, rel.manifest_sha256, "test")}
+    classes = [c for c in release_classes(project, rel) if c in tested]
+    if len(classes) < 2:
+        raise InputError(f"only {len(classes)} of the release's classes have test images")
+    return create_challenge(project, name, release, classes=classes)
 
 
-def run_benchmark_demo(project: Project, release_name: str, console: Console | None = None) -> ChallengeInfo:
-    """Create a challenge on `release_name`, submit the classical baseline, score it, print the boards."""
+def run_benchmark_demo(
+    project: Project,
+    release_name: str,
+    console: Console | None = None,
+    *,
+    transfer_release: str | None = None,
+    cnn: bool = True,
+    cnn_epochs: int | None = None,
+) -> ChallengeInfo | None:
+    """Create a challenge on `release_name`, enter the classical baseline and (with `cnn`) a CNN trained on the
+    release, score both through the job queue, print the boards; then, with `transfer_release`, what the
+    CNN's pretraining buys on other figures. None (with a note) when the release is too small for a challenge."""
     console = console or Console(highlight=False)
-    console.rule("[bold]Benchmark[/]: an ILSVRC-style challenge on the release")
-    info = _challenge(project, release_name, console)
-    console.print(
+    say = lambda m: console.print(m, markup=False)  # noqa: E731
+    console.rule("[bold]5. Benchmark[/]: an ILSVRC-style challenge on the release")
+    try:
+        info = _challenge(project, release_name, console)
+    except InputError as exc:
+        say(f"no challenge: {exc} (collect more candidates per figure: --per-synset)")
+        return None
+    say(
         f"challenge {info.name}: {len(info.classes)} non-overlapping classes, {info.n_test} hidden test images "
         f"({info.n_public} public / {info.n_private} private), {info.n_val} val images with public labels; "
-        f"limit {info.settings.daily_limit} submissions per team per 24 h",
-        markup=False,
+        f"limit {info.settings.daily_limit} submissions per team per 24 h"
     )
     console.rule("[bold]Classical baseline[/]: HOG + colour histogram, linear SVM (2010-style)")
     from synsetforge.baselines.classical import run_classical_baseline
 
-    result = run_classical_baseline(
-        project, info.name, release=release_name, log=lambda m: console.print(m, markup=False)
-    )
+    classical = run_classical_baseline(project, info.name, release=release_name, log=say)
+    run_dir = None
+    if cnn:
+        run_dir = _deep_baseline(project, info, release_name, console, cnn_epochs)
     console.rule("[bold]Worker[/]: scoring off the request path (job queue in the project database)")
     for outcome in drain(project):
-        console.print(
-            f"job {outcome.job_id} ({outcome.kind}): {outcome.status} {outcome.message}", markup=False
-        )
+        say(f"job {outcome.job_id} ({outcome.kind}): {outcome.status} {outcome.message}")
     board = leaderboard(project, info.name)
     print_board(board, console)
     private = leaderboard(project, info.name, split="private", organiser=True)
-    console.print("Organiser's view of the private board (participants see it when the challenge ends):")
+    say("Organiser's view of the private board (participants see it when the challenge ends):")
     print_board(private, console)
-    table = Table("metric", "public [95% CI]", "private [95% CI]", title="classical baseline scores")
-    entry_pub = next((e for e in board.entries if e.submission_id == result.submission_id), None)
-    entry_priv = next((e for e in private.entries if e.submission_id == result.submission_id), None)
-    for m in info.settings.metrics:
-        cells = []
-        for e in (entry_pub, entry_priv):
-            sc = e.scores.get(m) if e else None
-            cells.append(
-                f"{fmt_metric(sc.value, m)} [{fmt_metric(sc.low, m)}, {fmt_metric(sc.high, m)}]"
-                if sc
-                else "-"
-            )
-        table.add_row(METRIC_LABELS[m], *cells)
-    console.print(table)
-    chance = 1 - min(5, len(info.classes)) / len(info.classes)
-    console.print(f"chance level: top-5 error {chance:.0%}, top-1 error {1 - 1 / len(info.classes):.0%}")
-    console.print(
+    _compare(board, private, info, classical.submission_id, console)
+    say(
         f"next: synsetforge challenge leaderboard {info.name} -p {project.root}; "
         f"synsetforge challenge account-add TEAM NAME -p {project.root}"
     )
+    if run_dir is not None and transfer_release is not None:
+        _transfer(project, run_dir, transfer_release, console)
+    if run_dir is not None:
+        from synsetforge.training.embed import embed
+
+        result = embed(project, run_dir, release_name, workers=2)
+        say(
+            f"embedded {result.images} images of {release_name} ({result.dim}-d features): the explorer's image "
+            f"pages now show similar images (synsetforge serve -p {project.root}; /explore/{release_name})"
+        )
     return info
+
+
+def _deep_baseline(
+    project: Project, info: ChallengeInfo, release: str, console: Console, epochs: int | None = None
+) -> Path:
+    """Train the demo's CNN on the release and submit its guesses; returns the run folder."""
+    from synsetforge.training.cli import _progress
+    from synsetforge.training.config import TrainConfig
+    from synsetforge.training.predict import predict
+    from synsetforge.training.train import train
+
+    say = lambda m: console.print(m, markup=False)  # noqa: E731
+    recipe = {**DEMO_CNN, **({"epochs": epochs} if epochs else {})}
+    if recipe["warmup_epochs"] >= recipe["epochs"]:  # type: ignore[operator]
+        recipe["warmup_epochs"] = 0
+    config = TrainConfig.for_arch("small", **recipe)
+    console.rule(
+        f"[bold]6. Deep baseline[/]: a small ResNet trained on the release (2012-style), {config.epochs} epochs"
+    )
+    out = project.root / "runs" / f"{release}-small"
+    with _progress(True) as bar:
+        result = train(project, release, config, out=out, log=say, progress=bar, workers=2)
+    say(f"trained in {result.seconds:.0f} s; run folder {out} (synsetforge predict --run {out} ...)")
+    predict(project, out, info.name, submit_as=("cnn-small", out.name), log=say, workers=2)
+    return out
+
+
+def _compare(
+    board: Board, private: Board, info: ChallengeInfo, classical_id: int | None, console: Console
+) -> None:
+    """Each entry's public and private scores side by side, chance, and how far apart the entries are."""
+    entries = {e.submission_id: e for e in board.entries}
+    hidden = {e.submission_id: e for e in private.entries}
+    table = Table("entry", *(f"{METRIC_LABELS[m]} public / private" for m in ("top5_error", "top1_error")))
+    for sid, entry in sorted(entries.items(), key=lambda kv: kv[1].rank):
+        cells = []
+        for m in ("top5_error", "top1_error"):
+            a, b = entry.scores.get(m), hidden[sid].scores.get(m) if sid in hidden else None
+            cells.append(f"{fmt_metric(a.value, m) if a else '-'} / {fmt_metric(b.value, m) if b else '-'}")
+        table.add_row(entry.team, *cells)
+    console.print(table)
+    n = len(info.classes)
+    console.print(
+        f"chance level: top-1 error {1 - 1 / n:.1%}, top-5 error {max(0.0, 1 - 5 / n):.1%} ({n} classes)",
+        markup=False,
+    )
+    cnn = next((e for e in private.entries if e.team == "cnn-small"), None)
+    old = next((e for e in private.entries if e.submission_id == classical_id), None)
+    if cnn is not None and old is not None:
+        gap = old.scores["top1_error"].value - cnn.scores["top1_error"].value
+        first, second = (cnn, old) if cnn.rank < old.rank else (old, cnn)
+        p = f", paired test p = {first.vs_next.p_value:.2g}" if first.vs_next and second is not None else ""
+        console.print(
+            f"the CNN's top-1 error is {gap * 100:.1f} points below the classical baseline's on the "
+            f"{info.n_private} private test images{p}",
+            markup=False,
+        )
+
+
+def _transfer(project: Project, run_dir: Path, release: str, console: Console) -> None:
+    """One line: the CNN's features on figures it never saw, 5 images per class, against training from scratch."""
+    from synsetforge.training.data import open_release
+    from synsetforge.training.transfer import transfer
+
+    console.rule("[bold]7. Transfer[/]: what pretraining on the release buys on figures it never saw")
+    try:
+        data = open_release(project, release, splits=("train", "val"))
+    except InputError as exc:
+        console.print(f"no transfer: {exc}", markup=False)
+        return
+    shots = min(5, int(data.split("train").per_class(len(data.classes)).min()))
+    if shots < 1 or len(data.split("val")) == 0:
+        console.print(
+            f"no transfer: release {release} is too small (collect more: --per-synset)", markup=False
+        )
+        return
+    result = transfer(
+        project, run_dir, release, mode="linear", shots=shots, epochs=DEMO_TRANSFER_EPOCHS, workers=2
+    )
+    console.print(result.line(), markup=False)

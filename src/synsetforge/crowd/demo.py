@@ -60,5 +60,9 @@ def run_crowd_demo(
                 "-" if r.true_precision is None else f"{r.true_precision:.1%}",
             )
         console.print(table)
-    console.print("see it live: synsetforge admin token; synsetforge serve; open http://127.0.0.1:8000/admin")
+    console.print(
+        f"see it live: synsetforge admin token -p {project.root}; synsetforge serve -p {project.root}; "
+        "open http://127.0.0.1:8000/admin",
+        markup=False,
+    )
     return sim
