@@ -319,3 +319,28 @@ def test_embed_stores_features_that_the_explorer_shows(world: World) -> None:
         assert all(split_of[i] in ("train", "val") for i in shown)  # never a hidden test image
         test_id = next(i for i, sp in split_of.items() if sp == "test")
         assert client.get(f"/explore/a/image/{test_id}").status_code == 404
+
+
+def test_torchvision_layout_weights_start_a_run_and_a_transfer(world: World, tmp_path: Path) -> None:
+    """A user's torchvision-layout .pth (a 1000-class ResNet-18 here) starts training and transfer."""
+    from synsetforge.training.models import build_model
+
+    torch.manual_seed(5)
+    donor = build_model("resnet18", 1000)
+    pth = tmp_path / "resnet18-imagenet.pth"
+    torch.save(donor.state_dict(), pth)
+    proc = run_cli("train", "-p", str(world.project.root), "--release", "b", "--arch", "resnet18", "--epochs", "1",
+                   "--image-size", "32", "--batch-size", "16", "--workers", "0", "--weights", str(pth),
+                   "--out", str(tmp_path / "ft"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert (
+        "initial weights: loaded" in out
+        and "head not loaded (1000 classes in the file, 4 in the model)" in out
+    )
+    _, state, _ = load_model_file(tmp_path / "ft")
+    assert state["fc.weight"].shape == (4, 512)
+    result = transfer(world.project, pth, "b", arch="resnet18", shots=2, epochs=1, workers=0)
+    assert result.train_images == 8 and result.pretrained.interval[0] <= result.pretrained.top1_error
+    with pytest.raises(InputError):
+        transfer(world.project, pth, "b", arch="alexnet", shots=2, epochs=1, workers=0)  # keys do not fit

@@ -396,7 +396,7 @@ def train(
     model = build_model(config.arch, len(data.classes), **config.model_kwargs)
     if weights is not None and state is None:
         report = load_torchvision_weights(model, weights)
-        say(f"initial weights: {weights} ({report.describe() if hasattr(report, 'describe') else report})")
+        say(f"initial weights: {report}")
     if state is not None:
         load_weights(model, state["model"], out / CHECKPOINT)
     model.to(dev)
