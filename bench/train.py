@@ -100,7 +100,8 @@ def run_ours(root: Path, a: argparse.Namespace) -> dict[str, float]:
     out = Path(tempfile.mkdtemp(prefix="run-", dir=root.parent))
     cfg = TrainConfig.for_arch(
         a.arch, epochs=a.epochs, image_size=a.size, batch_size=a.batch, lr=0.1, schedule="cosine",
-        crop_scale=(0.35, 1.0), fit="crop",
+        crop_scale=(0.35, 1.0), fit="crop", rotate=0.0, normalize="imagenet", nesterov=False,
+        warmup_epochs=0, label_smoothing=0.0, weight_decay=1e-4, decay_norm_and_bias=True,
     )  # fmt: skip
     with Project.open(root) as project:
         t0 = time.perf_counter()

@@ -39,7 +39,7 @@ TRANSFER_CLASSES = (
     "n13881381",  # trapezium
 )
 DEMO_PRECISION = 0.6  # share of a query's results that show the figure
-DEMO_PER_SYNSET = 260  # synthetic candidates per benchmark figure
+DEMO_PER_SYNSET = 330  # synthetic candidates per benchmark figure
 TRANSFER_SHARE = 40  # transfer figures get this percentage of that
 DEMO_CROWD_SECONDS = 120.0
 

@@ -14,20 +14,9 @@ from synsetforge.clitables import Table
 from synsetforge.errors import InputError
 from synsetforge.store.project import Project
 
-# The demo's CNN recipe, chosen by measuring on the demo's figures (see the README, "The demo's benchmark").
-DEMO_CNN: dict[str, object] = {
-    "epochs": 12,
-    "image_size": 64,
-    "batch_size": 64,
-    "lr": 0.1,
-    "schedule": "cosine",
-    "warmup_epochs": 1,
-    "label_smoothing": 0.1,
-    "fit": "pad",
-    "rotate": 180.0,
-    "crop_scale": (0.5, 1.0),
-    "crop_ratio": 1.0,
-}
+# The demo's CNN: the `small` network with its recipe (training.config.RECIPES["small"]), both chosen by
+# measuring on the demo's figures (README, "The demo").
+DEMO_CNN: dict[str, object] = {}
 DEMO_TRANSFER_EPOCHS = 30
 
 
@@ -121,8 +110,6 @@ def _deep_baseline(
 
     say = lambda m: console.print(m, markup=False)  # noqa: E731
     recipe = {**DEMO_CNN, **({"epochs": epochs} if epochs else {})}
-    if recipe["warmup_epochs"] >= recipe["epochs"]:  # type: ignore[operator]
-        recipe["warmup_epochs"] = 0
     config = TrainConfig.for_arch("small", **recipe)
     console.rule(
         f"[bold]6. Deep baseline[/]: a small ResNet trained on the release (2012-style), {config.epochs} epochs"

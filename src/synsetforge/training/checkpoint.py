@@ -76,6 +76,7 @@ class ModelMeta:
     model_kwargs: dict[str, Any]
     release: str
     manifest_sha256: str
+    normalize: str = "imagenet"
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -91,6 +92,7 @@ class ModelMeta:
             model_kwargs=dict(data.get("model_kwargs", {})),
             release=str(data.get("release", "")),
             manifest_sha256=str(data.get("manifest_sha256", "")),
+            normalize=str(data.get("normalize", "imagenet")),
         )
 
 

@@ -119,6 +119,10 @@ def train_command(
     min_crop: Annotated[
         float | None, typer.Option("--min-crop", help="Smallest random-resized-crop area share.")
     ] = None,
+    normalize: Annotated[
+        str | None,
+        typer.Option("--normalize", help="imagenet (torchvision's weights expect it) or image (per-image)."),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", help="Seed of shuffling, augmentation and init.")
     ] = None,
@@ -156,6 +160,7 @@ def train_command(
         "fit": fit.value if fit else None,
         "rotate": rotate,
         "crop_scale": (min_crop, 1.0) if min_crop is not None else None,
+        "normalize": normalize,
         "seed": seed,
     }
     with Project.open(project) as p:

@@ -5,7 +5,9 @@
   any epoch count), random-resized crop 224 of 256 and flips, centre crop at test.
 - AlexNet (Krizhevsky et al. 2012): SGD momentum 0.9, batch 128, learning rate 0.01, weight decay 5e-4,
   divided by 10 when progress stalls (here on the step schedule), 90 epochs.
-- `small` (our CPU demo network): measured on the demo's figures, see its module.
+- `small` (our CPU demo network): measured on the demo's figures (README, "The demo"): Nesterov SGD at 0.1
+  per 256 images, weight decay 5e-4 on weights only, 1/7 of the epochs of warmup then cosine, label
+  smoothing 0.1, letterboxed figures at 64 px, any rotation and flips but no crop, per-image normalisation.
 Any field can be overridden; `lr` given explicitly is used as is, otherwise it scales with the batch.
 """
 
@@ -38,11 +40,30 @@ class Recipe:
     fit: str = "crop"
     crop_ratio: float = 0.875
     nesterov: bool = False
+    normalize: str = "imagenet"
+    decay_norm_and_bias: bool = True
 
 
 RECIPES: dict[str, Recipe] = {
     "resnet": Recipe(lr_per_256=0.1, weight_decay=1e-4, batch_size=256, epochs=90, image_size=224),
     "alexnet": Recipe(lr_per_256=0.02, weight_decay=5e-4, batch_size=128, epochs=90, image_size=224),
+    "small": Recipe(
+        lr_per_256=0.1,
+        weight_decay=5e-4,
+        batch_size=128,
+        epochs=40,
+        image_size=64,
+        schedule="cosine",
+        warmup_epochs=6,
+        label_smoothing=0.1,
+        crop_scale=(1.0, 1.0),
+        rotate=180.0,
+        fit="pad",
+        crop_ratio=1.0,
+        nesterov=True,
+        normalize="image",
+        decay_norm_and_bias=False,
+    ),
 }
 
 
@@ -73,6 +94,8 @@ class TrainConfig:
     rotate: float = 0.0
     fit: str = "crop"
     crop_ratio: float = 0.875
+    normalize: str = "imagenet"
+    decay_norm_and_bias: bool = True
     seed: int = 0
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -96,6 +119,10 @@ class TrainConfig:
             problems.append(f"--fit must be crop, pad or stretch, got {self.fit!r}")
         if not 0.3 <= self.crop_ratio <= 1.0:
             problems.append(f"--crop-ratio must be within 0.3..1, got {self.crop_ratio}")
+        if self.normalize not in ("imagenet", "image"):
+            problems.append(f"--normalize must be imagenet or image, got {self.normalize!r}")
+        if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            problems.append(f"--min-crop must be within (0, 1], got {self.crop_scale[0]}")
         if problems:
             raise InputError("; ".join(problems))
 
@@ -120,13 +147,15 @@ class TrainConfig:
             "rotate": r.rotate,
             "fit": r.fit,
             "crop_ratio": r.crop_ratio,
+            "normalize": r.normalize,
+            "decay_norm_and_bias": r.decay_norm_and_bias,
         }
         unknown = set(given) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise InputError(f"unknown training settings: {', '.join(sorted(unknown))}")
         base.update(given)
-        if "warmup_epochs" not in given and base["warmup_epochs"] >= base["epochs"]:
-            base["warmup_epochs"] = 0.0
+        if "warmup_epochs" not in given:  # the recipe's warmup, as the same share of the epochs
+            base["warmup_epochs"] = r.warmup_epochs * base["epochs"] / r.epochs
         return cls(**base)
 
     def to_json(self) -> dict[str, Any]:

@@ -144,10 +144,9 @@ def embed(
         if not images.streaming:
             images.fill(pool)
         rows = np.arange(len(shas))
-        vectors, kept = run_eval(
-            model, images, rows, meta.image_size, dev, batch_size=batch_size, features=True, pool=pool
-        )
-        logits, _ = run_eval(model, images, kept, meta.image_size, dev, batch_size=batch_size, pool=pool)
+        common = {"batch_size": batch_size, "pool": pool, "normalize": meta.normalize}
+        vectors, kept = run_eval(model, images, rows, meta.image_size, dev, features=True, **common)  # type: ignore[arg-type]
+        logits, _ = run_eval(model, images, kept, meta.image_size, dev, **common)  # type: ignore[arg-type]
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

@@ -81,6 +81,7 @@ def run_eval(
     features: bool = False,
     class_mask: torch.Tensor | None = None,
     pool: concurrent.futures.Executor | None = None,
+    normalize: str = "imagenet",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits (or features) for `rows` of `images`, centre-cropped: returns (outputs float32 [n, D], rows kept).
 
@@ -95,7 +96,7 @@ def run_eval(
         for got_rows, batch, _ in images.stream(pool, order):
             if len(got_rows) == 0:
                 continue
-            x = eval_transform(torch.from_numpy(batch).to(device, non_blocking=True), size)
+            x = eval_transform(torch.from_numpy(batch).to(device, non_blocking=True), size, normalize)
             with autocast(device):
                 if features:
                     y = model.embed(x)  # type: ignore[operator]
@@ -123,9 +124,12 @@ def evaluate(
     *,
     batch_size: int = 256,
     pool: concurrent.futures.Executor | None = None,
+    normalize: str = "imagenet",
 ) -> EvalResult:
     """Top-1/top-5 error and cross-entropy of `model` on `rows` (labels per row of `images`)."""
-    logits, kept = run_eval(model, images, rows, size, device, batch_size=batch_size, pool=pool)
+    logits, kept = run_eval(
+        model, images, rows, size, device, batch_size=batch_size, pool=pool, normalize=normalize
+    )
     if len(kept) == 0:
         return EvalResult(
             float("nan"), float("nan"), float("nan"), 0, np.empty((0, 5), np.int64), np.empty(0, bool)

@@ -118,6 +118,7 @@ def predict(
                 dev,
                 class_mask=mask,
                 pool=pool,
+                normalize=meta.normalize,
             )
             truth = np.asarray([info.classes.index(c) for _, _, c in usable_vals])[kept]
             guesses = _top5(logits, model_to_challenge)
@@ -134,7 +135,14 @@ def predict(
                     f"{len(failed)} test images cannot be decoded; the challenge's data is damaged"
                 )
         logits, kept = run_eval(
-            model, test_images, np.arange(len(tests)), meta.image_size, dev, class_mask=mask, pool=pool
+            model,
+            test_images,
+            np.arange(len(tests)),
+            meta.image_size,
+            dev,
+            class_mask=mask,
+            pool=pool,
+            normalize=meta.normalize,
         )
         if len(kept) != len(tests):
             raise InputError(

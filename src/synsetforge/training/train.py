@@ -138,9 +138,17 @@ class Fitting:
 
 
 def make_optimizer(model: Classifier, config: TrainConfig) -> torch.optim.SGD:
+    """SGD with momentum; weight decay on every parameter (the papers' recipe) or, with
+    `decay_norm_and_bias` off, on weight matrices and kernels only (not batch-norm scales or biases)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    groups: list[dict[str, Any]] = [{"params": params}]
+    if not config.decay_norm_and_bias:
+        groups = [
+            {"params": [p for p in params if p.ndim > 1]},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
     return torch.optim.SGD(
-        params,
+        groups,
         lr=config.lr,
         momentum=config.momentum,
         weight_decay=config.weight_decay,
@@ -192,7 +200,10 @@ def fit(
                 theta = theta[torch.from_numpy(np.isin(mine[step], rows))]
             torch.manual_seed(_step_seed(cfg.seed, epoch, step))  # dropout masks
             x = train_transform(
-                torch.from_numpy(batch).to(job.device, non_blocking=True), theta, cfg.image_size
+                torch.from_numpy(batch).to(job.device, non_blocking=True),
+                theta,
+                cfg.image_size,
+                cfg.normalize,
             )
             y = labels[torch.from_numpy(rows)].to(job.device, non_blocking=True)
             with autocast(job.device):
@@ -242,7 +253,14 @@ def evaluate_distributed(job: Fitting, model: Classifier) -> EvalResult:
     procs = job.procs
     rows = job.val_rows[procs.rank :: procs.world]
     result = evaluate(
-        model, job.val_images, rows, job.val_labels, job.config.image_size, job.device, pool=job.pool
+        model,
+        job.val_images,
+        rows,
+        job.val_labels,
+        job.config.image_size,
+        job.device,
+        pool=job.pool,
+        normalize=job.config.normalize,
     )
     if procs.world == 1:
         return result
@@ -344,6 +362,7 @@ def _meta(config: TrainConfig, data: ReleaseData) -> ModelMeta:
         model_kwargs=dict(config.model_kwargs),
         release=data.release,
         manifest_sha256=data.manifest_sha256,
+        normalize=config.normalize,
     )
 
 

@@ -170,8 +170,13 @@ def transfer(
             base,
             fit=meta.fit,
             crop_ratio=meta.crop_ratio,
+            normalize=meta.normalize,
             crop_scale=src.crop_scale if src else base.crop_scale,
             rotate=src.rotate if src else 0.0,
+            label_smoothing=src.label_smoothing if src else 0.0,
+            nesterov=src.nesterov if src else False,
+            weight_decay=src.weight_decay if src else base.weight_decay,
+            decay_norm_and_bias=src.decay_norm_and_bias if src else True,
         )
     nworkers = workers if workers is not None else max(1, min(8, cpu_threads()))
     pool = worker_pool(nworkers) if nworkers > 0 else None
@@ -200,7 +205,14 @@ def transfer(
             )
             fit(job)
             res: EvalResult = evaluate(
-                model, val_images, val_ok, val_s.labels, cfg.image_size, dev, pool=pool
+                model,
+                val_images,
+                val_ok,
+                val_s.labels,
+                cfg.image_size,
+                dev,
+                pool=pool,
+                normalize=cfg.normalize,
             )
             wrong = round(res.top1_error * res.n)
             arm = Arm(
@@ -263,6 +275,7 @@ def _save(out: Path, result: TransferResult, data: Any, cfg: TrainConfig, *model
             model_kwargs=dict(cfg.model_kwargs),
             release=data.release,
             manifest_sha256=data.manifest_sha256,
+            normalize=cfg.normalize,
         )
         (out / name).mkdir(exist_ok=True)
         model.unfreeze_backbone()
