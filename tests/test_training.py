@@ -152,13 +152,27 @@ def test_predict_refuses_a_network_that_lacks_a_challenge_class(world: World) ->
 
 
 # -- transfer ----------------------------------------------------------------------------------------------------
-def test_transfer_from_a_pretrained_run_beats_training_from_scratch(world: World) -> None:
-    result = transfer(world.project, world.run.run_dir, "b", mode="linear", shots=5, epochs=15, workers=0)
+def test_transfer_from_a_pretrained_run_beats_training_from_scratch(world: World, tmp_path: Path) -> None:
+    result = transfer(
+        world.project,
+        world.run.run_dir,
+        "b",
+        mode="linear",
+        shots=5,
+        epochs=15,
+        workers=0,
+        out=tmp_path / "t",
+    )
     assert result.train_images == 20 and result.val_images == 64
     assert result.pretrained.top1_error < result.scratch.top1_error - 0.1, result.line()
     low, high = result.pretrained.interval
     assert low <= result.pretrained.top1_error <= high
     assert "pretrained" in result.line() and "from scratch" in result.line()
+    saved = json.loads((tmp_path / "t" / "transfer.json").read_text())
+    assert saved["pretrained"]["top1_error"] == result.pretrained.top1_error and saved["shots"] == 5
+    for arm in ("pretrained", "scratch"):  # both networks are run folders predict and embed accept
+        meta, state, _ = load_model_file(tmp_path / "t" / arm)
+        assert meta.classes == sorted(SHAPES_B) and state["fc.weight"].shape[0] == 4
 
 
 # -- bad input ---------------------------------------------------------------------------------------------------

@@ -18,11 +18,14 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from synsetforge.errors import InputError, NotFoundError
+
+if TYPE_CHECKING:
+    from synsetforge.training.config import TrainConfig
 
 FORMAT = 1
 CHECKPOINT = "checkpoint.pt"
@@ -82,6 +85,21 @@ class ModelMeta:
         return dict(self.__dict__)
 
     @classmethod
+    def of(cls, config: TrainConfig, classes: list[str], release: str, manifest_sha256: str) -> ModelMeta:
+        """What a network trained with `config` on these classes of a release needs to be used again."""
+        return cls(
+            arch=config.arch,
+            classes=list(classes),
+            image_size=config.image_size,
+            fit=config.fit,
+            crop_ratio=config.crop_ratio,
+            model_kwargs=dict(config.model_kwargs),
+            release=release,
+            manifest_sha256=manifest_sha256,
+            normalize=config.normalize,
+        )
+
+    @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelMeta:
         return cls(
             arch=str(data["arch"]),
@@ -107,6 +125,23 @@ def check_compatible(path: Path, saved: ModelMeta, arch: str, classes: list[str]
         )
     if saved.classes != classes:
         raise InputError(f"{path} was trained on other classes than this run's; start a new run folder")
+
+
+def save_model(
+    path: Path, meta: ModelMeta, config: TrainConfig, model: torch.nn.Module, summary: dict[str, Any]
+) -> None:
+    """A finished network (`model.pt`): weights, what they need to be used, and a summary of the run."""
+    atomic_save(
+        {
+            "synsetforge_checkpoint": FORMAT,
+            "kind": "model",
+            "meta": meta.to_json(),
+            "config": config.to_json(),
+            "model": model.state_dict(),
+            "summary": summary,
+        },
+        path,
+    )
 
 
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

@@ -50,9 +50,10 @@ from synsetforge.training.checkpoint import (
     atomic_write_text,
     load,
     load_weights,
+    save_model,
 )
 from synsetforge.training.config import TrainConfig
-from synsetforge.training.data import ReleaseData, Samples, open_release
+from synsetforge.training.data import Samples, open_release
 from synsetforge.training.engine import EvalResult, autocast, cpu_threads, evaluate, pick_device
 from synsetforge.training.loader import DecodedImages, worker_pool
 from synsetforge.training.models import Classifier, build_model, load_torchvision_weights
@@ -320,11 +321,13 @@ def decode_split(
     """Decode a split once into the project's cache (each process its share); (images, ok rows, failed)."""
     size = decoded_size(config.image_size, config.crop_ratio)
     cache_dir = project.root / "cache" / "decoded" if cache else None
-    if procs.main:
-        images = DecodedImages(project.blobs, samples.blobs, size, config.fit, cache_dir=cache_dir)
+
+    def open_images() -> DecodedImages:
+        return DecodedImages(project.blobs, samples.blobs, size, config.fit, cache_dir=cache_dir)
+
+    first = open_images() if procs.main else None  # the main process creates the cache files
     procs.barrier()
-    if not procs.main:
-        images = DecodedImages(project.blobs, samples.blobs, size, config.fit, cache_dir=cache_dir)
+    images = first or open_images()
     if images.streaming:
         return images, np.arange(len(samples)), 0
     task = progress.add_task(f"decode {label}", total=len(samples) // procs.world) if progress else None
@@ -350,20 +353,6 @@ def _check_out(out: Path, resume: bool) -> None:
         raise InputError(
             f"{out} is not empty (a run is there: add --resume to continue it); choose another --out"
         )
-
-
-def _meta(config: TrainConfig, data: ReleaseData) -> ModelMeta:
-    return ModelMeta(
-        arch=config.arch,
-        classes=data.classes,
-        image_size=config.image_size,
-        fit=config.fit,
-        crop_ratio=config.crop_ratio,
-        model_kwargs=dict(config.model_kwargs),
-        release=data.release,
-        manifest_sha256=data.manifest_sha256,
-        normalize=config.normalize,
-    )
 
 
 def train(
@@ -442,7 +431,7 @@ def train(
             say(f"skipped {bad_train} train and {bad_val} val images that could not be decoded")
         if len(train_ok) == 0:
             raise InputError(f"release {release!r}: none of its train images could be decoded")
-        meta = _meta(config, data)
+        meta = ModelMeta.of(config, data.classes, data.release, data.manifest_sha256)
         if procs.main and state is None:
             _write_run_json(out, config, meta, history, skipped, len(train_ok), len(val_ok), finished=False)
         say(
@@ -496,17 +485,7 @@ def train(
         fit(job, start_epoch=start, on_epoch=on_epoch, progress=progress if procs.main else None)
         if procs.main:
             summary = {"val": history[-1]["val"] if history else {}, "epochs": config.epochs}
-            atomic_save(
-                {
-                    "synsetforge_checkpoint": FORMAT,
-                    "kind": "model",
-                    "meta": meta.to_json(),
-                    "config": config.to_json(),
-                    "model": model.state_dict(),
-                    "summary": summary,
-                },
-                out / MODEL,
-            )
+            save_model(out / MODEL, meta, config, model, summary)
             _write_run_json(out, config, meta, history, skipped, len(train_ok), len(val_ok), finished=True)
         procs.barrier()
         return TrainResult(

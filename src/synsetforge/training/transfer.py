@@ -25,14 +25,7 @@ from synsetforge.benchmark.leaderboard import mcnemar_exact
 from synsetforge.errors import InputError, SynsetforgeError
 from synsetforge.releases.quality import wilson
 from synsetforge.store.project import Project
-from synsetforge.training.checkpoint import (
-    FORMAT,
-    MODEL,
-    ModelMeta,
-    atomic_save,
-    load_model_file,
-    load_weights,
-)
+from synsetforge.training.checkpoint import MODEL, ModelMeta, load_model_file, load_weights, save_model
 from synsetforge.training.config import TrainConfig
 from synsetforge.training.data import few_shot, open_release
 from synsetforge.training.engine import EvalResult, cpu_threads, evaluate, pick_device
@@ -266,28 +259,8 @@ def _save(out: Path, result: TransferResult, data: Any, cfg: TrainConfig, *model
     """transfer.json plus both networks as run folders that `predict` and `embed` accept."""
     out.mkdir(parents=True, exist_ok=True)
     for name, model in zip(("pretrained", "scratch"), models, strict=True):
-        meta = ModelMeta(
-            arch=cfg.arch,
-            classes=data.classes,
-            image_size=cfg.image_size,
-            fit=cfg.fit,
-            crop_ratio=cfg.crop_ratio,
-            model_kwargs=dict(cfg.model_kwargs),
-            release=data.release,
-            manifest_sha256=data.manifest_sha256,
-            normalize=cfg.normalize,
-        )
+        meta = ModelMeta.of(cfg, data.classes, data.release, data.manifest_sha256)
         (out / name).mkdir(exist_ok=True)
         model.unfreeze_backbone()
-        atomic_save(
-            {
-                "synsetforge_checkpoint": FORMAT,
-                "kind": "model",
-                "meta": meta.to_json(),
-                "config": cfg.to_json(),
-                "model": model.state_dict(),
-                "summary": {"transfer": result.to_json()},
-            },
-            out / name / MODEL,
-        )
+        save_model(out / name / MODEL, meta, cfg, model, {"transfer": result.to_json()})
     (out / "transfer.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
