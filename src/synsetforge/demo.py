@@ -7,6 +7,7 @@ simple enough to draw synthetically, so every stage runs offline with known grou
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -129,6 +130,7 @@ def run_demo(
     from synsetforge.hierarchy.cli import render_tree
 
     console = console or Console(highlight=False)
+    started = time.perf_counter()
     root = directory.resolve()
     _prepare_folder(root, fresh)
     project = Project.init(root, name="plane-figures")
@@ -157,7 +159,7 @@ def run_demo(
 
     _pipeline(project, console, per_synset, crowd_seconds, cnn_epochs)
 
-    console.rule("[bold]Where to look[/]")
+    console.rule(f"[bold]Where to look[/] (the demo took {time.perf_counter() - started:.0f} s)")
     console.print(f"project     {project.root}")
     console.print(f"config      {project.root / CONFIG_NAME}")
     console.print(
