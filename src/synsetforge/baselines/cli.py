@@ -25,13 +25,32 @@ class FileFormat(StrEnum):
     kaggle = "kaggle"
 
 
+class Features(StrEnum):
+    bow = "bow"
+    hog = "hog"
+
+
 @baseline_app.command("classical")
 def classical_command(
     release: Annotated[str, typer.Option("--release", help="Release to train on (its train split).")],
     challenge: Annotated[str, typer.Option("--challenge", help="Challenge to write the submission for.")],
     per_class: Annotated[int, typer.Option("--per-class", help="Train images per class, at most.")] = 100,
-    size: Annotated[int, typer.Option("--size", help="Images are resized to SIZE x SIZE pixels.")] = 64,
-    c: Annotated[float, typer.Option("--c", help="SVM regularisation C.")] = 0.01,
+    features: Annotated[
+        Features,
+        typer.Option(
+            "--features",
+            help="bow: dense SIFT, bag of visual words, spatial pyramid (2010 devkit); "
+            "hog: HOG + colour histogram.",
+        ),
+    ] = Features.bow,
+    words: Annotated[int, typer.Option("--words", help="Visual words in the codebook (bow).")] = 2000,
+    size: Annotated[
+        int,
+        typer.Option("--size", help="Images are resized to SIZE pixels (bow: the longer side; hog: both)."),
+    ] = 64,
+    c: Annotated[
+        float | None, typer.Option("--c", help="SVM regularisation C (default: 1 for bow, 0.01 for hog).")
+    ] = None,
     file_format: Annotated[
         FileFormat, typer.Option("--format", help="Submission file format.")
     ] = FileFormat.ilsvrc,
@@ -46,7 +65,7 @@ def classical_command(
     ] = "classical-baseline",
     project: ProjectOpt = None,
 ) -> None:
-    """HOG + colour histograms with a linear SVM, trained on the train split (2010-2011 style)."""
+    """Dense SIFT bag of words (or HOG) with linear SVMs, trained on the train split (2010-2011 style)."""
     from synsetforge.baselines.classical import run_classical_baseline
     from synsetforge.store.project import Project
 
@@ -56,10 +75,12 @@ def classical_command(
             challenge,
             release=release,
             per_class=per_class,
+            features=features.value,
+            words=words,
             size=size,
             c=c,
             file_format=file_format.value,
-            submit_as=(team, "hog-colour-linear-svm") if submit else None,
+            submit_as=(team, None) if submit else None,
             log=lambda msg: console.print(msg, markup=False),
         )
         if not result.converged:
