@@ -145,15 +145,16 @@ def test_benchmark_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     w = build_world(tmp_path / "demo", n_train=8, n_val=2, n_test=4)
     try:
         buf = io.StringIO()
-        info = run_benchmark_demo(w.project, w.release, Console(file=buf, width=160))
+        info = run_benchmark_demo(w.project, w.release, Console(file=buf, width=160), cnn_epochs=1)
         text = buf.getvalue()
-        assert info.name == "shapes-v1-challenge" and len(info.classes) == 4
+        assert info is not None and info.name == "shapes-v1-challenge" and len(info.classes) == 4
         assert "val: top-1 error" in text and "done" in text and "classical-baseline" in text
-        (entry,) = leaderboard(w.project, info.name).entries
-        assert entry.team == "classical-baseline"
-        again = run_benchmark_demo(
-            w.project, w.release, Console(file=io.StringIO())
-        )  # a second run: new name
-        assert again.name == "shapes-v1-challenge-2"
+        assert {e.team for e in leaderboard(w.project, info.name).entries} == {
+            "classical-baseline",
+            "cnn-small",
+        }
+        assert "chance level: top-1 error 75.0%" in text and "embedded" in text
+        again = run_benchmark_demo(w.project, w.release, Console(file=io.StringIO()), cnn=False)
+        assert again is not None and again.name == "shapes-v1-challenge-2"  # a second run: new name
     finally:
         w.close()

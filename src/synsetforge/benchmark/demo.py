@@ -66,7 +66,7 @@ def run_benchmark_demo(
         f"({info.n_public} public / {info.n_private} private), {info.n_val} val images with public labels; "
         f"limit {info.settings.daily_limit} submissions per team per 24 h"
     )
-    console.rule("[bold]Classical baseline[/]: HOG + colour histogram, linear SVM (2010-style)")
+    console.rule("[bold]Classical baseline[/]: dense SIFT, bag of visual words, linear SVM (2010-style)")
     from synsetforge.baselines.classical import run_classical_baseline
 
     classical = run_classical_baseline(project, info.name, release=release_name, log=say)
@@ -103,7 +103,7 @@ def _deep_baseline(
     project: Project, info: ChallengeInfo, release: str, console: Console, epochs: int | None = None
 ) -> Path:
     """Train the demo's CNN on the release and submit its guesses; returns the run folder."""
-    from synsetforge.training.cli import _progress
+    from synsetforge.training.cli import progress_bar
     from synsetforge.training.config import TrainConfig
     from synsetforge.training.predict import predict
     from synsetforge.training.train import train
@@ -114,8 +114,10 @@ def _deep_baseline(
     console.rule(
         f"[bold]6. Deep baseline[/]: a small ResNet trained on the release (2012-style), {config.epochs} epochs"
     )
-    out = project.root / "runs" / f"{release}-small"
-    with _progress(True) as bar:
+    from synsetforge.training.cli import default_run_dir
+
+    out = default_run_dir(project.root, release, "small")
+    with progress_bar(True) as bar:
         result = train(project, release, config, out=out, log=say, progress=bar, workers=2)
     say(f"trained in {result.seconds:.0f} s; run folder {out} (synsetforge predict --run {out} ...)")
     predict(project, out, info.name, submit_as=("cnn-small", out.name), log=say, workers=2)
@@ -145,10 +147,11 @@ def _compare(
     old = next((e for e in private.entries if e.submission_id == classical_id), None)
     if cnn is not None and old is not None:
         gap = old.scores["top1_error"].value - cnn.scores["top1_error"].value
-        first, second = (cnn, old) if cnn.rank < old.rank else (old, cnn)
-        p = f", paired test p = {first.vs_next.p_value:.2g}" if first.vs_next and second is not None else ""
+        first = cnn if cnn.rank < old.rank else old
+        p = f", paired test p = {first.vs_next.p_value:.2g}" if first.vs_next else ""
+        side = "below" if gap >= 0 else "above"
         console.print(
-            f"the CNN's top-1 error is {gap * 100:.1f} points below the classical baseline's on the "
+            f"the CNN's top-1 error is {abs(gap) * 100:.1f} points {side} the classical baseline's on the "
             f"{info.n_private} private test images{p}",
             markup=False,
         )

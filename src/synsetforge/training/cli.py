@@ -50,7 +50,7 @@ class FileFormat(StrEnum):
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
+def progress_bar(enabled: bool) -> Iterator[Any]:
     """A live progress bar (images/s, loss, time left) on a terminal; nothing otherwise."""
     if not enabled or not console.is_terminal:
         yield None
@@ -77,7 +77,7 @@ def _progress(enabled: bool) -> Iterator[Any]:
         yield bar
 
 
-def _default_out(root: Path, release: str, arch: str) -> Path:
+def default_run_dir(root: Path, release: str, arch: str) -> Path:
     base = root / "runs" / f"{release}-{arch}"
     out, k = base, 2
     while out.exists() and any(out.iterdir()):
@@ -190,9 +190,9 @@ def train_command(
                 raise InputError("give --release RELEASE (see `synsetforge release list`)")
             arch = arch or "resnet18"
             config = TrainConfig.for_arch(arch, **overrides)
-            out = out or _default_out(p.root, release, arch)
+            out = out or default_run_dir(p.root, release, arch)
         console.print(f"run folder {out}  (continue after a kill: synsetforge train --out {out} --resume)")
-        with _progress(True) as bar:
+        with progress_bar(True) as bar:
             result = train(
                 p,
                 release,

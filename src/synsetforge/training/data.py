@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -68,10 +69,20 @@ class ReleaseData:
         return self.splits[name]
 
 
+def manifest_synsets(project: Project, release: Release) -> dict[str, dict[str, Any]]:
+    """synset -> the facts the release froze (lemmas, gloss, depth); from the items when the header has none."""
+    facts: dict[str, dict[str, Any]] = dict(
+        read_header(project.blobs, release.manifest_sha256).get("synsets", {})
+    )
+    if not facts:
+        for item in iter_items(project.blobs, release.manifest_sha256):
+            facts.setdefault(item.synset, {})
+    return facts
+
+
 def release_classes(project: Project, release: Release) -> list[str]:
     """The release's synsets minus ancestors of other ones, in export label order."""
-    header = read_header(project.blobs, release.manifest_sha256)
-    synsets = list(header.get("synsets", {}))
+    synsets = list(manifest_synsets(project, release))
     h = project.hierarchy
     known = [s for s in synsets if s in h]
     keep = set(h.non_overlapping(known)) | {s for s in synsets if s not in h}
@@ -104,8 +115,8 @@ def open_release(
     rel = get_release(project, release)
     verify_manifest(project.blobs, rel.manifest_sha256)
     header = read_header(project.blobs, rel.manifest_sha256)
-    facts = header.get("synsets", {})
-    if header.get("items", 0) == 0:
+    facts = manifest_synsets(project, rel)
+    if header.get("items") == 0 or not facts:
         raise InputError(f"release {release!r} holds no images: nothing to train on")
     chosen = check_class_list(classes) if classes is not None else release_classes(project, rel)
     if len(chosen) < 2:
