@@ -85,10 +85,50 @@ def build(root: Path, n: int, classes: int) -> None:
 
 
 # -- one side, in its own process -----------------------------------------------------------------------------
-def peak_mib() -> dict[str, float]:
+class DescendantPeak:
+    """Largest resident set of any process below this one (DataLoader workers are children; the decoding
+    pool's workers are children of a forkserver, so `RUSAGE_CHILDREN` alone would miss them), sampled."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(0.2):
+            parents: dict[int, int] = {}
+            rss: dict[int, int] = {}
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    parents[int(entry)] = int(fields[1])
+                    rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024
+                except (OSError, IndexError, ValueError):
+                    continue
+            for pid in rss:
+                up, hops = parents.get(pid), 0
+                while up not in (None, 0, 1, me) and hops < 8:
+                    up, hops = parents.get(up), hops + 1
+                if up == me and pid != me:
+                    self.peak_kib = max(self.peak_kib, rss[pid])
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kib / 1024
+
+
+def peak_mib(workers: DescendantPeak) -> dict[str, float]:
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest finished child
-    return {"main_mib": round(me, 1), "worker_mib": round(kids, 1)}
+    return {"main_mib": round(me, 1), "worker_mib": round(max(kids, workers.stop()), 1)}
 
 
 def run_ours(root: Path, a: argparse.Namespace) -> dict[str, float]:
@@ -103,13 +143,14 @@ def run_ours(root: Path, a: argparse.Namespace) -> dict[str, float]:
         crop_scale=(0.35, 1.0), fit="crop", rotate=0.0, normalize="imagenet", nesterov=False,
         warmup_epochs=0, label_smoothing=0.0, weight_decay=1e-4, decay_norm_and_bias=True,
     )  # fmt: skip
+    sampler = DescendantPeak()
     with Project.open(root) as project:
         t0 = time.perf_counter()
         result = train(project, "bench", cfg, out=out, workers=a.workers, cache=not a.no_cache)
         seconds = time.perf_counter() - t0
     shutil.rmtree(out, ignore_errors=True)
     n = sum(h["images"] for h in result.history)
-    return {"images": n, "seconds": seconds, "images_per_s": n / seconds, **peak_mib()}
+    return {"images": n, "seconds": seconds, "images_per_s": n / seconds, **peak_mib(sampler)}
 
 
 def run_peer(root: Path, a: argparse.Namespace) -> dict[str, float]:
@@ -124,6 +165,7 @@ def run_peer(root: Path, a: argparse.Namespace) -> dict[str, float]:
     from synsetforge.training.models import build_model
 
     torch.set_num_threads(cpu_threads())
+    sampler = DescendantPeak()
     with Project.open(root) as project:
         data = open_release(project, "bench", splits=("train",))
         samples = data.split("train")
@@ -180,7 +222,7 @@ def run_peer(root: Path, a: argparse.Namespace) -> dict[str, float]:
             n += len(y)
     seconds = time.perf_counter() - t0
     del loader
-    return {"images": n, "seconds": seconds, "images_per_s": n / seconds, **peak_mib()}
+    return {"images": n, "seconds": seconds, "images_per_s": n / seconds, **peak_mib(sampler)}
 
 
 # -- driver ---------------------------------------------------------------------------------------------------
