@@ -183,6 +183,10 @@ def fit(
             model, device_ids=[job.device.index] if job.device.type == "cuda" else None
         )
     labels = torch.from_numpy(job.train_labels)
+    # float16 autocast (CUDA without bfloat16) needs loss scaling; bfloat16 and float32 do not
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=job.device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    )
     history: list[EpochStats] = []
     task = progress.add_task("train", total=(cfg.epochs - start_epoch) * steps) if progress else None
     for epoch in range(start_epoch, cfg.epochs):
@@ -210,8 +214,9 @@ def fit(
             with autocast(job.device):
                 loss = F.cross_entropy(net(x), y, label_smoothing=cfg.label_smoothing)
             job.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            job.optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(job.optimizer)
+            scaler.update()
             value = float(loss.detach())
             if not np.isfinite(value):
                 raise InputError(
