@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,3 +19,10 @@ ProjectOpt = Annotated[
         help="Project folder (default: the nearest folder with synsetforge.toml, here or above).",
     ),
 ]
+
+
+class FileFormat(StrEnum):
+    """Submission file formats: the ILSVRC devkit's text file or Kaggle's CSV."""
+
+    ilsvrc = "ilsvrc"
+    kaggle = "kaggle"

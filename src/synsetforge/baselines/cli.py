@@ -12,17 +12,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from synsetforge.cliopts import ProjectOpt
+from synsetforge.cliopts import FileFormat, ProjectOpt
 
 console = Console(highlight=False)
 baseline_app = typer.Typer(
     help="Reference entries: train, write a valid submission, submit it.", no_args_is_help=True
 )
-
-
-class FileFormat(StrEnum):
-    ilsvrc = "ilsvrc"
-    kaggle = "kaggle"
 
 
 class Features(StrEnum):

@@ -14,9 +14,8 @@ from synsetforge.clitables import Table
 from synsetforge.errors import InputError
 from synsetforge.store.project import Project
 
-# The demo's CNN: the `small` network with its recipe (training.config.RECIPES["small"]), both chosen by
-# measuring on the demo's figures (README, "The demo").
-DEMO_CNN: dict[str, object] = {}
+# The demo's CNN is the `small` network with its own recipe (training.config.RECIPES["small"]), both chosen
+# by measuring on the demo's figures (README, "The demo").
 DEMO_TRANSFER_EPOCHS = 30
 
 
@@ -109,8 +108,7 @@ def _deep_baseline(
     from synsetforge.training.train import train
 
     say = lambda m: console.print(m, markup=False)  # noqa: E731
-    recipe = {**DEMO_CNN, **({"epochs": epochs} if epochs else {})}
-    config = TrainConfig.for_arch("small", **recipe)
+    config = TrainConfig.for_arch("small", epochs=epochs)  # None: the recipe's epochs
     console.rule(
         f"[bold]6. Deep baseline[/]: a small ResNet trained on the release (2012-style), {config.epochs} epochs"
     )

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from synsetforge.cliopts import ProjectOpt
+from synsetforge.cliopts import FileFormat, ProjectOpt
 from synsetforge.errors import InputError
 
 console = Console(highlight=False)
@@ -42,11 +42,6 @@ class Fit(StrEnum):
 class Mode(StrEnum):
     linear = "linear"
     finetune = "finetune"
-
-
-class FileFormat(StrEnum):
-    ilsvrc = "ilsvrc"
-    kaggle = "kaggle"
 
 
 @contextlib.contextmanager

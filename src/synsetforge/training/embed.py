@@ -103,7 +103,7 @@ def embed(
 
     from synsetforge.training.augment import decoded_size
     from synsetforge.training.engine import cpu_threads, pick_device, run_eval
-    from synsetforge.training.loader import DecodedImages, worker_pool
+    from synsetforge.training.loader import DecodedImages, cache_dir, decoding_pool
     from synsetforge.training.predict import load_run_model
 
     say = log or (lambda _m: None)
@@ -131,15 +131,13 @@ def embed(
         raise InputError(f"release {release!r} holds no images")
     shas = list(seen)
     size = decoded_size(meta.image_size, meta.crop_ratio)
-    nworkers = workers if workers is not None else max(1, min(8, cpu_threads()))
-    pool = worker_pool(nworkers) if nworkers > 0 else None
-    try:
+    with decoding_pool(workers) as pool:
         images = DecodedImages(
             project.blobs,
             [seen[h][0] for h in shas],
             size,
             meta.fit,
-            cache_dir=project.root / "cache" / "decoded",
+            cache_dir=cache_dir(project.root),
         )
         if not images.streaming:
             images.fill(pool)
@@ -147,9 +145,6 @@ def embed(
         common = {"batch_size": batch_size, "pool": pool, "normalize": meta.normalize}
         vectors, kept = run_eval(model, images, rows, meta.image_size, dev, features=True, **common)  # type: ignore[arg-type]
         logits, _ = run_eval(model, images, kept, meta.image_size, dev, **common)  # type: ignore[arg-type]
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
     feats = Features(
         name=name,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 
 from synsetforge.errors import InputError
 from synsetforge.training.augment import eval_transform
-from synsetforge.training.loader import DecodedImages
+from synsetforge.training.loader import DecodedImages, usable_cores
 
 
 def pick_device(choice: str) -> torch.device:
@@ -34,11 +33,7 @@ def pick_device(choice: str) -> torch.device:
 
 def cpu_threads() -> int:
     """Threads for torch on the CPU: the cores this process may use (divided among local ranks)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    return usable_cores()
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:

@@ -15,6 +15,7 @@ uint8 NHWC arrays and `augment` transforms them on the training device, batched.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -64,6 +65,32 @@ def _worker_init(parent_pid: int) -> None:
     from synsetforge.lifeline import exit_with_parent
 
     exit_with_parent(parent_pid)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on, divided among the local processes of a torchrun job."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def cache_dir(project_root: Path) -> Path:
+    """Where decoded images are kept for a project (deleting it only costs a new decode)."""
+    return project_root / "cache" / "decoded"
+
+
+@contextlib.contextmanager
+def decoding_pool(workers: int | None) -> Iterator[concurrent.futures.ProcessPoolExecutor | None]:
+    """Decoding processes for a block (default one per core, at most 8; 0: decode in this process)."""
+    n = workers if workers is not None else min(8, usable_cores())
+    pool = worker_pool(n) if n > 0 else None
+    try:
+        yield pool
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def worker_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:

@@ -26,7 +26,7 @@ from synsetforge.store.project import Project
 from synsetforge.training.augment import decoded_size
 from synsetforge.training.checkpoint import ModelMeta, load_model_file, load_weights
 from synsetforge.training.engine import cpu_threads, pick_device, run_eval
-from synsetforge.training.loader import DecodedImages, worker_pool
+from synsetforge.training.loader import DecodedImages, cache_dir, decoding_pool
 from synsetforge.training.models import Classifier, build_model
 
 
@@ -98,60 +98,41 @@ def predict(
     missing = [i for _, i in tests if i not in keys]
     if missing:
         raise InputError(f"{len(missing)} test images have no stored bytes (e.g. image id {missing[0]})")
-    nworkers = workers if workers is not None else max(1, min(8, cpu_threads()))
-    pool = worker_pool(nworkers) if nworkers > 0 else None
-    cache = project.root / "cache" / "decoded"
-    try:
-        val_top1 = val_top5 = None
-        usable_vals = [(n, i, c) for n, i, c in vals if i in keys]
-        if usable_vals:
-            val_images = DecodedImages(
-                project.blobs, [keys[i] for _, i, _ in usable_vals], size, meta.fit, cache_dir=cache
-            )
-            if not val_images.streaming:
-                val_images.fill(pool)
+    with decoding_pool(workers) as pool:
+
+        def guesses(blobs: list[str]) -> tuple[np.ndarray, np.ndarray]:
+            """Top-5 challenge classes of images decoded like the run's val images, and the rows that
+            could be decoded."""
+            images = DecodedImages(project.blobs, blobs, size, meta.fit, cache_dir=cache_dir(project.root))
+            rows = np.arange(len(blobs))
+            if not images.streaming:
+                images.fill(pool)
+                rows = images.ok_rows()
             logits, kept = run_eval(
                 model,
-                val_images,
-                np.arange(len(usable_vals)),
+                images,
+                rows,
                 meta.image_size,
                 dev,
                 class_mask=mask,
                 pool=pool,
                 normalize=meta.normalize,
             )
+            return _top5(logits, model_to_challenge), kept
+
+        val_top1 = val_top5 = None
+        usable_vals = [(n, i, c) for n, i, c in vals if i in keys]
+        if usable_vals:
+            top5, kept = guesses([keys[i] for _, i, _ in usable_vals])
             truth = np.asarray([info.classes.index(c) for _, _, c in usable_vals])[kept]
-            guesses = _top5(logits, model_to_challenge)
-            val_top1 = float(np.mean(guesses[:, 0] != truth))
-            val_top5 = float(np.mean(~(guesses == truth[:, None]).any(axis=1)))
+            val_top1 = float(np.mean(top5[:, 0] != truth))
+            val_top5 = float(np.mean(~(top5 == truth[:, None]).any(axis=1)))
             say(f"val: top-1 error {val_top1:.2%}, top-5 error {val_top5:.2%} on {len(kept)} images")
-        test_images = DecodedImages(
-            project.blobs, [keys[i] for _, i in tests], size, meta.fit, cache_dir=cache
-        )
-        if not test_images.streaming:
-            failed = test_images.fill(pool).failed
-            if failed:
-                raise InputError(
-                    f"{len(failed)} test images cannot be decoded; the challenge's data is damaged"
-                )
-        logits, kept = run_eval(
-            model,
-            test_images,
-            np.arange(len(tests)),
-            meta.image_size,
-            dev,
-            class_mask=mask,
-            pool=pool,
-            normalize=meta.normalize,
-        )
+        labels, kept = guesses([keys[i] for _, i in tests])
         if len(kept) != len(tests):
             raise InputError(
                 f"{len(tests) - len(kept)} test images cannot be decoded; the challenge's data is damaged"
             )
-        labels = _top5(logits, model_to_challenge)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
     localization = info.settings.task == "localization"
     boxes = None
     if localization:  # no box head yet: the whole image as every guess's box

@@ -55,7 +55,7 @@ from synsetforge.training.checkpoint import (
 from synsetforge.training.config import TrainConfig
 from synsetforge.training.data import Samples, open_release
 from synsetforge.training.engine import EvalResult, autocast, cpu_threads, evaluate, pick_device
-from synsetforge.training.loader import DecodedImages, worker_pool
+from synsetforge.training.loader import DecodedImages, cache_dir, decoding_pool
 from synsetforge.training.models import Classifier, build_model, load_torchvision_weights
 
 Log = Callable[[str], None]
@@ -325,10 +325,10 @@ def decode_split(
 ) -> tuple[DecodedImages, np.ndarray, int]:
     """Decode a split once into the project's cache (each process its share); (images, ok rows, failed)."""
     size = decoded_size(config.image_size, config.crop_ratio)
-    cache_dir = project.root / "cache" / "decoded" if cache else None
+    folder = cache_dir(project.root) if cache else None
 
     def open_images() -> DecodedImages:
-        return DecodedImages(project.blobs, samples.blobs, size, config.fit, cache_dir=cache_dir)
+        return DecodedImages(project.blobs, samples.blobs, size, config.fit, cache_dir=folder)
 
     first = open_images() if procs.main else None  # the main process creates the cache files
     procs.barrier()
@@ -421,92 +421,104 @@ def train(
     start = int(state["epoch"]) if state is not None else 0
     history: list[dict[str, Any]] = list(state["history"]) if state is not None else []
 
-    nworkers = workers if workers is not None else max(1, min(8, cpu_threads()))
-    pool = worker_pool(nworkers) if nworkers > 0 else None
     try:
-        train_s, val_s = data.split("train"), data.split("val")
-        train_images, train_ok, bad_train = decode_split(
-            project, train_s, config, cache=cache, pool=pool, procs=procs, progress=progress, label="train"
-        )
-        val_images, val_ok, bad_val = decode_split(
-            project, val_s, config, cache=cache, pool=pool, procs=procs, progress=progress, label="val"
-        )
-        skipped = {"train": bad_train, "val": bad_val}
-        if bad_train or bad_val:
-            say(f"skipped {bad_train} train and {bad_val} val images that could not be decoded")
-        if len(train_ok) == 0:
-            raise InputError(f"release {release!r}: none of its train images could be decoded")
-        meta = ModelMeta.of(config, data.classes, data.release, data.manifest_sha256)
-        if procs.main and state is None:
-            _write_run_json(out, config, meta, history, skipped, len(train_ok), len(val_ok), finished=False)
-        say(
-            f"{config.arch} ({model.num_parameters():,} parameters) on {len(data.classes)} classes: "
-            f"{len(train_ok):,} train, {len(val_ok):,} val images at {config.image_size} px; "
-            f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g} ({config.schedule}), "
-            f"device {dev}{f' x {procs.world} processes' if procs.world > 1 else ''}"
-            + (f"; resuming after epoch {start}" if start else "")
-        )
-        job = Fitting(
-            model=model,
-            optimizer=optimizer,
-            config=config,
-            train_images=train_images,
-            train_rows=train_ok,
-            train_labels=train_s.labels,
-            val_images=val_images,
-            val_rows=val_ok,
-            val_labels=val_s.labels,
-            device=dev,
-            procs=procs,
-            pool=pool,
-        )
-
-        def on_epoch(stats: EpochStats) -> None:
-            history.append(stats.to_json())
-            v = stats.val
-            say(
-                f"epoch {stats.epoch}/{config.epochs}: train loss {stats.train_loss:.3f}"
-                + (f", val top-1 error {v['top1_error']:.1%}, top-5 error {v['top5_error']:.1%}" if v else "")
-                + f" ({stats.images_per_second:,.0f} images/s, {stats.seconds:.1f} s)"
+        with decoding_pool(workers) as pool:
+            train_s, val_s = data.split("train"), data.split("val")
+            train_images, train_ok, bad_train = decode_split(
+                project,
+                train_s,
+                config,
+                cache=cache,
+                pool=pool,
+                procs=procs,
+                progress=progress,
+                label="train",
             )
-            if procs.main:
-                ckpt = {
-                    "synsetforge_checkpoint": FORMAT,
-                    "kind": "checkpoint",
-                    "meta": meta.to_json(),
-                    "config": config.to_json(),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": stats.epoch,
-                    "history": history,
-                }
-                atomic_save(ckpt, out / CHECKPOINT)
-                with open(out / LOG, "a") as f:
-                    f.write(json.dumps(stats.to_json()) + "\n")
+            val_images, val_ok, bad_val = decode_split(
+                project, val_s, config, cache=cache, pool=pool, procs=procs, progress=progress, label="val"
+            )
+            skipped = {"train": bad_train, "val": bad_val}
+            if bad_train or bad_val:
+                say(f"skipped {bad_train} train and {bad_val} val images that could not be decoded")
+            if len(train_ok) == 0:
+                raise InputError(f"release {release!r}: none of its train images could be decoded")
+            meta = ModelMeta.of(config, data.classes, data.release, data.manifest_sha256)
+            if procs.main and state is None:
                 _write_run_json(
                     out, config, meta, history, skipped, len(train_ok), len(val_ok), finished=False
                 )
+            say(
+                f"{config.arch} ({model.num_parameters():,} parameters) on {len(data.classes)} classes: "
+                f"{len(train_ok):,} train, {len(val_ok):,} val images at {config.image_size} px; "
+                f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g} ({config.schedule}), "
+                f"device {dev}{f' x {procs.world} processes' if procs.world > 1 else ''}"
+                + (f"; resuming after epoch {start}" if start else "")
+            )
+            job = Fitting(
+                model=model,
+                optimizer=optimizer,
+                config=config,
+                train_images=train_images,
+                train_rows=train_ok,
+                train_labels=train_s.labels,
+                val_images=val_images,
+                val_rows=val_ok,
+                val_labels=val_s.labels,
+                device=dev,
+                procs=procs,
+                pool=pool,
+            )
 
-        fit(job, start_epoch=start, on_epoch=on_epoch, progress=progress if procs.main else None)
-        if procs.main:
-            summary = {"val": history[-1]["val"] if history else {}, "epochs": config.epochs}
-            save_model(out / MODEL, meta, config, model, summary)
-            _write_run_json(out, config, meta, history, skipped, len(train_ok), len(val_ok), finished=True)
-        procs.barrier()
-        return TrainResult(
-            run_dir=out,
-            config=config,
-            classes=data.classes,
-            history=history,
-            skipped=skipped,
-            train_images=len(train_ok),
-            val_images=len(val_ok),
-            seconds=time.perf_counter() - started,
-            resumed_from=start,
-        )
+            def on_epoch(stats: EpochStats) -> None:
+                history.append(stats.to_json())
+                v = stats.val
+                say(
+                    f"epoch {stats.epoch}/{config.epochs}: train loss {stats.train_loss:.3f}"
+                    + (
+                        f", val top-1 error {v['top1_error']:.1%}, top-5 error {v['top5_error']:.1%}"
+                        if v
+                        else ""
+                    )
+                    + f" ({stats.images_per_second:,.0f} images/s, {stats.seconds:.1f} s)"
+                )
+                if procs.main:
+                    ckpt = {
+                        "synsetforge_checkpoint": FORMAT,
+                        "kind": "checkpoint",
+                        "meta": meta.to_json(),
+                        "config": config.to_json(),
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "epoch": stats.epoch,
+                        "history": history,
+                    }
+                    atomic_save(ckpt, out / CHECKPOINT)
+                    with open(out / LOG, "a") as f:
+                        f.write(json.dumps(stats.to_json()) + "\n")
+                    _write_run_json(
+                        out, config, meta, history, skipped, len(train_ok), len(val_ok), finished=False
+                    )
+
+            fit(job, start_epoch=start, on_epoch=on_epoch, progress=progress if procs.main else None)
+            if procs.main:
+                summary = {"val": history[-1]["val"] if history else {}, "epochs": config.epochs}
+                save_model(out / MODEL, meta, config, model, summary)
+                _write_run_json(
+                    out, config, meta, history, skipped, len(train_ok), len(val_ok), finished=True
+                )
+            procs.barrier()
+            return TrainResult(
+                run_dir=out,
+                config=config,
+                classes=data.classes,
+                history=history,
+                skipped=skipped,
+                train_images=len(train_ok),
+                val_images=len(val_ok),
+                seconds=time.perf_counter() - started,
+                resumed_from=start,
+            )
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
         if procs.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
 

@@ -29,7 +29,7 @@ from synsetforge.training.checkpoint import MODEL, ModelMeta, load_model_file, l
 from synsetforge.training.config import TrainConfig
 from synsetforge.training.data import few_shot, open_release
 from synsetforge.training.engine import EvalResult, cpu_threads, evaluate, pick_device
-from synsetforge.training.loader import worker_pool
+from synsetforge.training.loader import decoding_pool
 from synsetforge.training.models import Classifier, build_model, load_torchvision_weights
 from synsetforge.training.train import Fitting, decode_split, fit, make_optimizer
 
@@ -171,9 +171,7 @@ def transfer(
             weight_decay=src.weight_decay if src else base.weight_decay,
             decay_norm_and_bias=src.decay_norm_and_bias if src else True,
         )
-    nworkers = workers if workers is not None else max(1, min(8, cpu_threads()))
-    pool = worker_pool(nworkers) if nworkers > 0 else None
-    try:
+    with decoding_pool(workers) as pool:
         train_images, train_ok, _ = decode_split(project, train_s, base, cache=True, pool=pool)
         val_images, val_ok, _ = decode_split(project, val_s, base, cache=True, pool=pool)
         say(
@@ -233,9 +231,6 @@ def transfer(
         scratch = build_model(arch, n_classes, **base.model_kwargs).to(dev)
         cfg_scr = dataclasses.replace(base, lr=lr or base.lr)
         scr_arm, scr_model = run_arm("from scratch", scratch, cfg_scr)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
     a_only = int(np.sum(pre_arm.correct & ~scr_arm.correct))
     b_only = int(np.sum(~pre_arm.correct & scr_arm.correct))
     result = TransferResult(
