@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0003"  # the newest file in migrations/versions (tests/test_store.py checks it)
+HEAD_REVISION = "0005"  # the newest file in migrations/versions (tests/test_store.py checks it)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -252,7 +253,10 @@ class Vote(Base):
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     weight: Mapped[float] = mapped_column(Float, default=1.0)  # down-weighting policy for blocked workers
     created_at: Mapped[datetime] = _created()
-    __table_args__ = (UniqueConstraint("candidate_id", "worker_id"),)
+    __table_args__ = (
+        UniqueConstraint("candidate_id", "worker_id"),
+        Index("ix_votes_worker_gold", "worker_id", "is_gold"),
+    )
 
 
 # --- boxes ----------------------------------------------------------------------------------------
@@ -271,9 +275,15 @@ class BoxRow(Base):
     y2: Mapped[int] = mapped_column(Integer)
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"))
     origin: Mapped[str] = mapped_column(String(20), default="crowd")  # crowd | synthetic | import
+    origin_ref: Mapped[str | None] = mapped_column(Text)  # where an imported box came from (file, record)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))  # the draw task that made it
     status: Mapped[str] = mapped_column(String(20), default="proposed")  # proposed | good | bad
+    confidence: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = _created()
-    __table_args__ = (CheckConstraint("x1 <= x2 AND y1 <= y2", name="ordered"),)
+    __table_args__ = (
+        CheckConstraint("x1 <= x2 AND y1 <= y2", name="ordered"),
+        Index("ix_boxes_candidate_status", "candidate_id", "status"),
+    )
 
 
 class BoxVote(Base):
@@ -282,10 +292,13 @@ class BoxVote(Base):
     __tablename__ = "box_votes"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))  # quality | coverage
-    box_id: Mapped[int | None] = mapped_column(ForeignKey("boxes.id"))
+    box_id: Mapped[int | None] = mapped_column(ForeignKey("boxes.id"), index=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id"), index=True)
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id"))
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
     label: Mapped[bool] = mapped_column(Boolean)
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
     created_at: Mapped[datetime] = _created()
 
 
