@@ -47,6 +47,10 @@ LAZY_COMMANDS: dict[str, Lazy] = {
         "synsetforge.crowd.cli:serve",
         "Serve the worker pages, the admin dashboard and the JSON API (/api/v1) of a project.",
     ),
+    "boxes": Lazy(
+        "synsetforge.boxes.cli:app",
+        "Bounding boxes: crowd drawing and verification, import, export, simulation.",
+    ),
     "release": Lazy(
         "synsetforge.releases.cli:app",
         "Immutable releases of the accepted images: create, diff, audit, report, export.",

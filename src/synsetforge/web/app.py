@@ -24,7 +24,7 @@ from synsetforge.crowd.service import CrowdService
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.errors import InputError, NotFoundError, StoreError, SynsetforgeError
 from synsetforge.store.project import Project
-from synsetforge.web import admin, api, challenge_routes, explore_routes, pages
+from synsetforge.web import admin, api, box_api, box_pages, challenge_routes, explore_routes, pages
 from synsetforge.web.auth import api_principal, image_principal, service_of
 from synsetforge.web.csrf import OriginCheckMiddleware
 from synsetforge.web.edge import NulGuardMiddleware, RowId, path_segment
@@ -32,7 +32,7 @@ from synsetforge.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddl
 from synsetforge.web.openapi import install as install_openapi
 
 # Paths of the crowd app (body-size limited); other routers included later keep their own limits.
-CROWD_PREFIXES = ("/api/v1/", "/work", "/admin", "/invite/", "/m/")
+CROWD_PREFIXES = ("/api/v1/", "/work", "/boxes/", "/admin", "/invite/", "/m/")
 _STATUS = [
     (TaskClosedError, 409),
     (WorkerBlockedError, 403),
@@ -98,6 +98,8 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(box_api.router)  # box tasks (draw, quality, coverage) in the JSON API
+    app.include_router(box_pages.router)  # box task pages for workers
     app.include_router(admin.router)
     app.include_router(challenge_routes.router)  # challenge pages and API (own upload limits)
     app.include_router(explore_routes.router)  # public release explorer (train and val items only)

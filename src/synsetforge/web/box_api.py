@@ -1,0 +1,7 @@
+"""Box task routes (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
