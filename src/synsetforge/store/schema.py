@@ -274,7 +274,7 @@ class BoxRow(Base):
     x2: Mapped[int] = mapped_column(Integer)
     y2: Mapped[int] = mapped_column(Integer)
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"))
-    origin: Mapped[str] = mapped_column(String(20), default="crowd")  # crowd | synthetic | import
+    origin: Mapped[str] = mapped_column(String(20), default="crowd")  # crowd | synthetic | import | gold
     origin_ref: Mapped[str | None] = mapped_column(Text)  # where an imported box came from (file, record)
     task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))  # the draw task that made it
     status: Mapped[str] = mapped_column(String(20), default="proposed")  # proposed | good | bad
@@ -300,6 +300,52 @@ class BoxVote(Base):
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
     created_at: Mapped[datetime] = _created()
+    round: Mapped[int | None] = mapped_column(Integer)  # coverage: the image's round (box_images.round)
+    # one quality vote per worker and box (coverage rows have box_id NULL, which UNIQUE lets repeat)
+    __table_args__ = (UniqueConstraint("box_id", "worker_id"),)
+
+
+class BoxImage(Base):
+    """Box progress of one accepted image: the crowd box engine's state (`boxes.progress`).
+
+    stage: draw (needs a box drawn) | quality (its proposed box awaits verification) | coverage (every box
+    decided, >= 1 accepted; awaits coverage votes) | done (covered) | given_up (too many draws) | gold (a
+    box-gold image, never in the crowd pipeline). `round` grows when an accepted box is added: coverage
+    votes count only in their round. One task holds the image at a time (`held_task_id` until
+    `held_until`), so assignment reads only this table's index.
+    """
+
+    __tablename__ = "box_images"
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True
+    )
+    synset_id: Mapped[str] = mapped_column(ForeignKey("synsets.id"))
+    stage: Mapped[str] = mapped_column(String(20), default="draw")
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    draws: Mapped[int] = mapped_column(Integer, default=0)
+    held_task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
+    held_until: Mapped[datetime | None] = mapped_column()
+    coverage: Mapped[float | None] = mapped_column(Float)  # P(covered) from the current round's votes
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (Index("ix_box_images_stage_synset", "stage", "synset_id", "updated_at"),)
+
+
+class BoxGold(Base):
+    """A box-gold question on an image with ground-truth boxes (never shown to workers as gold).
+
+    kind "draw": `shown` boxes are drawn as already accepted; a drawing is right when it reaches IoU >= 0.7
+    with one of `hidden` (or, when `hidden` is empty, "none left" is right). kind "coverage": `answer` says
+    whether `shown` covers every instance. Boxes in original pixels, inclusive corners.
+    """
+
+    __tablename__ = "box_gold"
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    shown: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
+    hidden: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
+    answer: Mapped[bool] = mapped_column(Boolean)
 
 
 # --- releases -------------------------------------------------------------------------------------
