@@ -20,6 +20,7 @@ import numpy as np
 
 from synsetforge.crowd.aggregation.dynamic_consensus import ConfidenceTable, Decision, DynamicConsensus
 from synsetforge.crowd.aggregation.majority import MajorityVote
+from synsetforge.crowd.aggregation.online_ds import OnlineDawidSkene, logit
 from synsetforge.errors import InputError
 
 WorkerKind = Literal["honest", "always_yes", "random", "adversary"]
@@ -450,4 +451,134 @@ def simulate_dynamic_consensus(
         tables=tables,
         not_easily_illustrated=tuple(flagged),
         initial_tasks=tuple(initial_tasks),
+    )
+
+
+def answer_gold(
+    workers: Sequence[SimulatedWorker], gold: GoldPolicy | None, rng: np.random.Generator
+) -> tuple[list[SimulatedWorker], int, int, dict[str, list[tuple[bool, bool]]]]:
+    """Like `screen_workers`, but also returns each admitted worker's (truth, answer) gold pairs, which the
+    worker-aware method uses as evidence about the worker: (admitted, blocked count, gold votes, answers)."""
+    if gold is None:
+        return list(workers), 0, 0, {}
+    if gold.questions < 1:
+        raise InputError(f"gold questions must be >= 1, got {gold.questions}")
+    truths = (np.arange(gold.questions) % 2 == 0).tolist()
+    admitted: list[SimulatedWorker] = []
+    answers: dict[str, list[tuple[bool, bool]]] = {}
+    for w in workers:
+        pairs = [(bool(t), w.answer(bool(t), rng, gold.difficulty)) for t in truths]
+        if sum(t == a for t, a in pairs) >= gold.min_accuracy * gold.questions:
+            admitted.append(w)
+            answers[w.worker_id] = pairs
+    return admitted, len(workers) - len(admitted), len(workers) * gold.questions, answers
+
+
+def simulate_worker_aware(
+    synsets: Sequence[SimulatedSynset],
+    workers: Sequence[SimulatedWorker],
+    *,
+    estimator: OnlineDawidSkene | None = None,
+    gold: GoldPolicy | None = None,
+    refit_first: int = 50,
+    refit_every: int = 400,
+    reopen: bool = True,
+    seed: int = 0,
+) -> SimulationReport:
+    """Worker-aware sequential voting (`OnlineDawidSkene`), one synset (= worker-model group) at a time.
+
+    Workers arrive at random from the admitted pool; each gets the open image whose posterior is most
+    uncertain (log-odds nearest the middle of the accept and reject thresholds) among those it has not
+    voted on. Each vote adds the worker's weight of evidence; an image stops at a threshold or at
+    `max_votes` (undecided). Gold screening answers are evidence for every synset's worker models. The
+    background refit runs after `refit_first` votes of a synset, then every time the votes double, at most
+    `refit_every` votes apart; with `reopen`, a decided image that the refitted models no longer decide
+    goes back to the pool (as the live service's re-decision does).
+    """
+    import heapq
+
+    est = estimator or OnlineDawidSkene()
+    if refit_first < 1 or refit_every < 1:
+        raise InputError("refit_first and refit_every must be >= 1")
+    rng = np.random.default_rng(seed)
+    pool, blocked, gold_votes, answers = answer_gold(workers, gold, rng)
+    if not pool:
+        raise InputError("no workers left after gold screening")
+    centre = (logit(est.accept) + logit(est.reject)) / 2
+    log = _VoteLog()
+    decisions: dict[str, list[str]] = {}
+    votes_by_synset: dict[str, int] = {}
+    for s in synsets:
+        start = len(log.rows)
+        for wid, pairs in answers.items():
+            for truth_, ans in pairs:
+                est.observe_gold(wid, truth_, ans, group=s.synset)
+        tasks, truth = s.task_ids(), s.truth.tolist()
+        n = len(tasks)
+        state: list[Decision] = [Decision.NEED_MORE] * n
+        voters: list[set[str]] = [set() for _ in range(n)]
+        version = [0] * n
+        tiebreak = rng.permutation(n).tolist()
+        prior0 = abs(logit(est.group_prior(s.synset)) - centre)
+        heap = [(prior0, tiebreak[i], 0, i) for i in range(n)]
+        heapq.heapify(heap)
+        next_refit = refit_first
+        while heap:
+            w = pool[int(rng.integers(len(pool)))]
+            skipped = []
+            item = -1
+            while heap:
+                entry = heapq.heappop(heap)
+                i = entry[3]
+                if entry[2] != version[i] or state[i] is not Decision.NEED_MORE:
+                    continue  # stale
+                if w.worker_id in voters[i]:
+                    skipped.append(entry)
+                    if len(skipped) > 50:
+                        break
+                    continue
+                item = i
+                break
+            for entry in skipped:
+                heapq.heappush(heap, entry)
+            if item < 0:
+                if len(pool) <= min(len(v) for v in voters):
+                    break  # nobody left who could vote
+                continue
+            label = w.answer(truth[item], rng, s.difficulty)
+            log.add(tasks[item], w.worker_id, label, s.synset)
+            voters[item].add(w.worker_id)
+            est.observe(w.worker_id, tasks[item], label, group=s.synset)
+            state[item] = est.decide(tasks[item])
+            if len(voters[item]) >= len(pool) and state[item] is Decision.NEED_MORE:
+                state[item] = Decision.UNDECIDED  # every admitted worker has voted on it
+            version[item] += 1
+            if state[item] is Decision.NEED_MORE:
+                pri = abs(est.log_odds(tasks[item]) - centre)
+                heapq.heappush(heap, (pri, tiebreak[item], version[item], item))
+            if est.votes_in(s.synset) >= next_refit:
+                est.refit(s.synset)
+                next_refit = est.votes_in(s.synset) + min(est.votes_in(s.synset), refit_every)
+                heap = []
+                fresh = abs(logit(est.group_prior(s.synset)) - centre)
+                for i in range(n):
+                    if reopen and state[i] in (Decision.ACCEPT, Decision.REJECT) and voters[i]:
+                        again = est.decide(tasks[i])
+                        state[i] = again if again is not Decision.NEED_MORE else Decision.NEED_MORE
+                    if state[i] is Decision.NEED_MORE:
+                        version[i] += 1
+                        lo = abs(est.log_odds(tasks[i]) - centre) if voters[i] else fresh
+                        heap.append((lo, tiebreak[i], version[i], i))
+                heapq.heapify(heap)
+        decisions[s.synset] = [d.value for d in state]
+        votes_by_synset[s.synset] = len(log.rows) - start
+    return _tally(
+        f"worker-aware (accept {est.accept:g}, reject {est.reject:g})",
+        synsets,
+        decisions,
+        votes_by_synset,
+        log,
+        0,
+        gold_votes,
+        blocked,
     )

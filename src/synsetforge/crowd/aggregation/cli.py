@@ -56,6 +56,21 @@ def _fig7(tables: dict[str, ConfidenceTable], names: list[str]) -> Table:
     return out
 
 
+SIM_METHODS = ("dynamic", "fixed", "worker-aware")
+
+
+def _methods(text: str) -> list[str]:
+    wanted = [m.strip() for m in text.split(",") if m.strip()]
+    if "all" in wanted:
+        return list(SIM_METHODS)
+    bad = [m for m in wanted if m not in SIM_METHODS]
+    if bad or not wanted:
+        raise InputError(
+            f"--method must be 'all' or a comma-separated list of {list(SIM_METHODS)}, got {text!r}"
+        )
+    return [m for m in SIM_METHODS if m in wanted]
+
+
 @app.command()
 def simulate(
     synsets: Annotated[int, typer.Option(help="Number of synsets.")] = 4,
@@ -76,56 +91,135 @@ def simulate(
     threshold: Annotated[float, typer.Option(help="Dynamic consensus confidence threshold.")] = 0.99,
     initial_size: Annotated[int, typer.Option(help="Initial-subset images per synset.")] = 50,
     fixed_votes: Annotated[int, typer.Option(help="Votes per image of the fixed-majority baseline.")] = 5,
+    method: Annotated[
+        str, typer.Option(help="all, or a comma-separated list of dynamic, fixed, worker-aware.")
+    ] = "all",
+    accept: Annotated[
+        float | None, typer.Option(help="Worker-aware: accept at this posterior (default: --threshold).")
+    ] = None,
+    reject: Annotated[float, typer.Option(help="Worker-aware: reject at this posterior.")] = 0.001,
+    prior_strength: Annotated[
+        float, typer.Option(help="Worker-aware: pseudo-votes of each worker's Beta prior.")
+    ] = 4.0,
+    max_votes: Annotated[int, typer.Option(help="Worker-aware: vote cap per image.")] = 20,
+    seeds: Annotated[int, typer.Option(help="Run seeds seed .. seed+N-1 and report each and the mean.")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Compare dynamic consensus with a fixed-size majority vote on a simulated crowd."""
+    """Compare dynamic consensus, a fixed-size majority vote and worker-aware decisions on a simulated crowd."""
+    from synsetforge.crowd.aggregation.online_ds import OnlineDawidSkene
     from synsetforge.crowd.simulate import (
         GoldPolicy,
+        SimulationReport,
         make_synset,
         make_worker_pool,
         simulate_dynamic_consensus,
         simulate_fixed_majority,
+        simulate_worker_aware,
     )
 
     diffs = _floats(difficulties, "--difficulties") or [0.0]
     if synsets < 1:
         raise InputError(f"--synsets must be >= 1, got {synsets}")
-    pool = make_worker_pool(
-        workers,
-        mean_accuracy=mean_accuracy,
-        concentration=concentration or None,
-        spammer_fraction=spammers,
-        adversary_fraction=adversaries,
-        seed=seed,
-    )
-    world = [
-        make_synset(
-            f"s{i}", images, positive_rate=positive_rate, difficulty=diffs[i % len(diffs)], seed=seed + i
-        )
-        for i in range(synsets)
-    ]
+    if seeds < 1:
+        raise InputError(f"--seeds must be >= 1, got {seeds}")
+    chosen = _methods(method)
+    wa_accept = threshold if accept is None else accept
     gold = GoldPolicy(gold_questions, gold_min) if gold_questions > 0 else None
-    dynamic = simulate_dynamic_consensus(
-        world, pool, consensus=DynamicConsensus(threshold), initial_size=initial_size, gold=gold, seed=seed
-    )
-    fixed = simulate_fixed_majority(world, pool, votes_per_image=fixed_votes, gold=gold, seed=seed)
-
-    summary = Table(
-        title=f"{synsets} synsets x {images} images, {workers} workers ({dynamic.blocked_workers} blocked)"
-    )
-    for col in ("method", "precision", "recall", "undecided", "votes/decided image", "votes", "gold votes"):
-        summary.add_column(col, justify="left" if col == "method" else "right")
-    for name, r in ((f"dynamic consensus {threshold:g}", dynamic), (f"majority of {fixed_votes}", fixed)):
-        summary.add_row(
-            name,
-            f"{r.precision:.2%}",
-            f"{r.recall:.2%}",
-            str(r.undecided),
-            f"{r.votes_per_decided_image:.2f}",
-            str(r.votes),
-            str(r.gold_votes),
+    names = {
+        "dynamic": f"dynamic consensus {threshold:g}",
+        "fixed": f"majority of {fixed_votes}",
+        "worker-aware": f"worker-aware {wa_accept:g}/{reject:g}",
+    }
+    runs: dict[str, list[SimulationReport]] = {m: [] for m in chosen}
+    world: list[Any] = []
+    for k in range(seeds):
+        sd = seed + k
+        pool = make_worker_pool(
+            workers,
+            mean_accuracy=mean_accuracy,
+            concentration=concentration or None,
+            spammer_fraction=spammers,
+            adversary_fraction=adversaries,
+            seed=sd,
         )
+        world = [
+            make_synset(
+                f"s{i}", images, positive_rate=positive_rate, difficulty=diffs[i % len(diffs)], seed=sd + i
+            )
+            for i in range(synsets)
+        ]
+        if "dynamic" in runs:
+            runs["dynamic"].append(
+                simulate_dynamic_consensus(
+                    world, pool, consensus=DynamicConsensus(threshold), initial_size=initial_size, gold=gold,
+                    seed=sd,
+                )
+            )  # fmt: skip
+        if "fixed" in runs:
+            runs["fixed"].append(
+                simulate_fixed_majority(world, pool, votes_per_image=fixed_votes, gold=gold, seed=sd)
+            )
+        if "worker-aware" in runs:
+            est = OnlineDawidSkene(
+                accept=wa_accept, reject=reject, prior_strength=prior_strength, max_votes=max_votes
+            )
+            runs["worker-aware"].append(simulate_worker_aware(world, pool, estimator=est, gold=gold, seed=sd))
+
+    screen = (
+        f"gold screening {gold_questions} questions, >= {gold_min:.0%} right" if gold else "no gold screening"
+    )
+    console.print(
+        f"crowd: {workers} workers, mean accuracy {mean_accuracy:g} (Beta concentration {concentration:g}), "
+        f"{spammers:.0%} spammers, {adversaries:.0%} adversaries; {screen}; {synsets} synsets x {images} "
+        f"images, {positive_rate:.0%} good, difficulties {difficulties}; seeds {seed}..{seed + seeds - 1}"
+    )
+    first = next(iter(runs.values()))[0]
+    title = f"{synsets} synsets x {images} images, {workers} workers ({first.blocked_workers} blocked)"
+    if seeds > 1:
+        title = f"mean over {seeds} seeds: {synsets} synsets x {images} images, {workers} workers"
+    summary = Table(title=title)
+    cols = ["method", "precision", "recall", "undecided", "votes/decided image", "votes", "gold votes"]
+    if seeds > 1:
+        cols[1:1] = ["min precision", "min recall"]
+        cols.insert(cols.index("votes/decided image") + 1, "max votes/decided")
+    for col in cols:
+        summary.add_column(col, justify="left" if col == "method" else "right")
+    for m, reports in runs.items():
+        prec = [r.precision for r in reports]
+        rec = [r.recall for r in reports]
+        vpd = [r.votes_per_decided_image for r in reports]
+        cells = [
+            names[m],
+            f"{np.nanmean(prec):.2%}",
+            f"{np.nanmean(rec):.2%}",
+            f"{np.mean([r.undecided for r in reports]):g}",
+            f"{np.nanmean(vpd):.2f}",
+            f"{np.mean([r.votes for r in reports]):g}",
+            f"{np.mean([r.gold_votes for r in reports]):g}",
+        ]
+        if seeds > 1:
+            cells[1:1] = [f"{np.nanmin(prec):.2%}", f"{np.nanmin(rec):.2%}"]
+            cells.insert(cols.index("max votes/decided"), f"{np.nanmax(vpd):.2f}")
+        summary.add_row(*cells)
     console.print(summary)
+    if seeds > 1:
+        per_seed = Table(title="per seed: precision / recall / votes per decided image")
+        per_seed.add_column("seed", justify="right")
+        for m in runs:
+            per_seed.add_column(names[m], justify="right")
+        for k in range(seeds):
+            per_seed.add_row(
+                str(seed + k),
+                *(
+                    f"{r.precision:.2%} / {r.recall:.2%} / {r.votes_per_decided_image:.2f}"
+                    for r in (runs[m][k] for m in runs)
+                ),
+            )
+        console.print(per_seed)
+        return
+    if "dynamic" not in runs:
+        return
+    dynamic = runs["dynamic"][0]
     per = Table(title="dynamic consensus per synset")
     for col in ("synset", "difficulty", "precision", "votes/decided image", "undecided"):
         per.add_column(col, justify="left" if col == "synset" else "right")
