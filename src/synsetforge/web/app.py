@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from synsetforge import __version__
+from synsetforge.boxes.service import BoxService
 from synsetforge.crowd.errors import AccessDeniedError, TaskClosedError, WorkerBlockedError
 from synsetforge.crowd.service import CrowdService
 from synsetforge.crowd.settings import CrowdSettings
@@ -89,6 +90,7 @@ def create_app(
         openapi_url=None,  # served below, behind a token
     )
     app.state.service = svc
+    app.state.boxes = BoxService(project, seed=seed, crowd=svc)  # box tasks share workers, gold and locks
     app.state.templates = templates()
     app.add_middleware(NulGuardMiddleware)  # innermost: its 422 still gets the security headers
     app.add_middleware(SecurityHeadersMiddleware)
