@@ -218,7 +218,10 @@ def _frozen_boxes(
     image_facts: dict[int, tuple[Any, ...]],
     box_statuses: Sequence[str],
 ) -> dict[Key, set[tuple[int, int, int, int]]]:
-    """The boxes of each item, mapped to the stored image's pixels (see `_scale_box`)."""
+    """The boxes of each item, mapped to the stored image's pixels (see `_scale_box`).
+
+    Crowd boxes with a status in `box_statuses` ("good": accepted by quality votes), plus imported and
+    synthetic boxes not marked bad; never gold boxes (known answers that check workers, not annotations)."""
     C, B = schema.Candidate, schema.BoxRow
     boxes: dict[Key, set[tuple[int, int, int, int]]] = defaultdict(set)
     stmt = (
@@ -226,6 +229,7 @@ def _frozen_boxes(
         .join(C, C.id == B.candidate_id)
         .where(
             *accepted,
+            B.origin != "gold",
             or_(B.status.in_(list(box_statuses)), (B.origin.in_(TRUSTED_BOX_ORIGINS) & (B.status != "bad"))),
         )
     )
@@ -277,7 +281,8 @@ def create_release(
     An item is an (image, synset) pair with at least one candidate whose decision is ``accepted`` (and whose
     confidence reaches `min_confidence`, when given; a missing confidence then does not qualify). Synsets
     with fewer than `min_images` items are left out (listed in ``stats["dropped_synsets"]``). Boxes come from
-    the `boxes` table: those with a status in `box_statuses`, plus synthetic or imported ones not marked bad.
+    the `boxes` table: those with a status in `box_statuses`, plus synthetic or imported ones not marked bad;
+    gold boxes never.
     """
     check_release_name(name)
     if min_confidence is not None and not (

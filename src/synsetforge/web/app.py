@@ -25,7 +25,16 @@ from synsetforge.crowd.service import CrowdService
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.errors import InputError, NotFoundError, StoreError, SynsetforgeError
 from synsetforge.store.project import Project
-from synsetforge.web import admin, api, box_api, box_pages, challenge_routes, explore_routes, pages
+from synsetforge.web import (
+    admin,
+    api,
+    box_api,
+    box_io_routes,
+    box_pages,
+    challenge_routes,
+    explore_routes,
+    pages,
+)
 from synsetforge.web.auth import api_principal, image_principal, service_of
 from synsetforge.web.csrf import OriginCheckMiddleware
 from synsetforge.web.edge import NulGuardMiddleware, RowId, path_segment
@@ -102,6 +111,7 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(box_api.router)  # box tasks (draw, quality, coverage) in the JSON API
     app.include_router(box_pages.router)  # box task pages for workers
+    app.include_router(box_io_routes.router)  # admin box import/export (COCO, VOC, ILSVRC CSV)
     app.include_router(admin.router)
     app.include_router(challenge_routes.router)  # challenge pages and API (own upload limits)
     app.include_router(explore_routes.router)  # public release explorer (train and val items only)

@@ -172,6 +172,10 @@ def public_provenance(project: Project, rel: Release, image_id: int) -> dict[str
     items, the provenance, vote totals and confidence of each, and its public duplicates in the release."""
     prov = explore.release_image(project, rel, image_id, splits=PUBLIC_SPLITS)
     h = _hierarchy(project)
+    names = {
+        it["synset"]: h.name(it["synset"]) if h is not None and it["synset"] in h else it["synset"]
+        for it in prov["items"]
+    }
     return {
         "image_id": image_id,
         "sha256": prov["sha256"],
@@ -179,12 +183,22 @@ def public_provenance(project: Project, rel: Release, image_id: int) -> dict[str
         "height": prov["height"],
         "original": prov["original"],
         "items": [
+            {"synset": it["synset"], "name": names[it["synset"]], "split": it["split"]}
+            for it in prov["items"]
+        ],
+        # the boxes the release froze, in the stored image's pixels: the overlay's viewBox is that image's
+        # size, so the browser scales them with the displayed picture
+        "boxes": [
             {
                 "synset": it["synset"],
-                "name": h.name(it["synset"]) if h is not None and it["synset"] in h else it["synset"],
-                "split": it["split"],
+                "label": names[it["synset"]],
+                "x": x1,
+                "y": y1,
+                "w": x2 - x1 + 1,
+                "h": y2 - y1 + 1,
             }
             for it in prov["items"]
+            for x1, y1, x2, y2 in it["boxes"]
         ],
         # public_candidate: a folder source's files as paths below its root, never absolute server paths
         "candidates": [public_candidate({k: it[k] for k in _CANDIDATE_FIELDS}) for it in prov["items"]],
