@@ -48,9 +48,10 @@ class Resize(StrEnum):
 def make_source(kind: SourceKind, path: Path | None, options: dict[str, Any]) -> tuple[Any, bool]:
     """The source object for `kind`, and whether its refs are local files."""
     if kind is SourceKind.synthetic:
-        from synsetforge.candidates.sources.synthetic import SyntheticSource
+        from synsetforge.candidates.sources.synthetic import Settings, SyntheticSource
 
-        return SyntheticSource(seed=options["seed"], precision=options["precision"]), False
+        multi = options.get("multi_instance", Settings.multi)
+        return SyntheticSource(seed=options["seed"], precision=options["precision"], multi=multi), False
     if kind in (SourceKind.folder, SourceKind.urls) and path is None:
         raise InputError(
             f"--source {kind.value} needs --path (a {'folder' if kind is SourceKind.folder else 'URL list file'})"
@@ -96,6 +97,9 @@ def collect_command(
     api_key: Annotated[str | None, typer.Option(envvar="FLICKR_API_KEY", help="Flickr API key.")] = None,
     precision: Annotated[float, typer.Option(help="synthetic: share of results that show the synset.")] = 0.4,
     seed: Annotated[int, typer.Option(help="synthetic: seed of the generator.")] = 0,
+    multi_instance: Annotated[
+        float, typer.Option(help="synthetic: share of figure images showing 2-3 instances.")
+    ] = 0.3,
     engine: Annotated[Engine, typer.Option(help="Where image processing runs.")] = Engine.process,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --engine ray).")] = None,
@@ -142,6 +146,7 @@ def collect_command(
             {
                 "seed": seed,
                 "precision": precision,
+                "multi_instance": multi_instance,
                 "mapping": mapping,
                 "default_synset": default_synset,
                 "base_url": base_url,

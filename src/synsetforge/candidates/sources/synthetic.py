@@ -7,7 +7,14 @@ against ground truth without network.
 
 Like a real engine, a query for synset S returns mostly wrong results: a share `precision` (default 0.4) of
 the results shows a figure that *is* an S, the rest show another figure or only clutter. Each result records
-the exact figure drawn (`truth_synset`, None for clutter only) and its box (`Box`, inclusive pixel corners).
+the exact figure drawn (`truth_synset`, None for clutter only) and its boxes (`Box`, inclusive pixel corners).
+
+Several instances (for box collection, where coverage must be measurable): a share `multi` (default 0.3) of
+the images that show a figure show 2 or 3 instances of it instead of one: smaller, each in its own colour,
+each fully inside the image, boxes overlapping by at most `MAX_OVERLAP` of the smaller one; `boxes` holds one
+box per instance. Which images are multi-instance, and their instances, come from a random stream of their
+own, so every single-instance image is the same picture (byte for byte) as before multi-instance images
+existed, and `multi` only decides how many images change.
 
 Which figures count as an S (`is_positive`): the figure drawn, its WordNet 3.0 hypernyms inside the plane
 figure subtree, and a few memberships that are true of the figures *as drawn* but that WordNet does not
@@ -302,10 +309,13 @@ class Settings:
     clutter: float = 0.3  # share of the *wrong* results that show no figure at all (all of them for the
     # root, plane figure, since every drawable figure is one)
     size: tuple[int, int] | None = None  # fixed (width, height); default: 320..500 wide, 4:3 / 3:4 / 1:1
+    multi: float = 0.3  # share of the images showing a figure that show 2-3 instances of it
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.precision <= 1.0 or not 0.0 <= self.clutter <= 1.0:
             raise InputError("synthetic precision and clutter must be between 0 and 1")
+        if not 0.0 <= self.multi <= 1.0:
+            raise InputError(f"synthetic multi-instance share must be between 0 and 1, got {self.multi}")
         if self.size is not None and (min(self.size) < 32 or max(self.size) > _MAX_SIDE):
             raise InputError(f"synthetic image size must be within 32..{_MAX_SIDE} pixels, got {self.size}")
 
@@ -317,12 +327,30 @@ class Settings:
             params["clutter"] = repr(self.clutter)
         if self.size is not None:
             params["size"] = f"{self.size[0]}x{self.size[1]}"
+        if self.multi != Settings.multi:
+            params["multi"] = repr(self.multi)
         return urlencode(params)
 
 
 Colour = tuple[int, int, int]
+Outline = tuple[tuple[int, int], ...]
 _MAX_SIDE = 1024
 _BACKGROUND_SPREAD = 45
+MAX_OVERLAP = 0.08  # most a box of a multi-instance image may share with another, of the smaller one's area
+
+
+def _box_of(points: Outline, figure: str | None = None) -> Box:
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    return Box(min(xs), min(ys), max(xs), max(ys), figure)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One more drawn instance of a scene's figure (the first is `Scene.points` / `Scene.fill`)."""
+
+    points: Outline
+    fill: Colour
 
 
 @dataclass(frozen=True)
@@ -343,19 +371,28 @@ class Scene:
     quality: int = 85
     positive: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    more: tuple[Instance, ...] = ()  # further instances of `figure`, drawn in order after the first
+
+    @property
+    def instances(self) -> tuple[Instance, ...]:
+        """Every drawn instance of the figure, in drawing order (empty for clutter only)."""
+        if self.figure is None:
+            return ()
+        return (Instance(self.points, self.fill), *self.more)
 
     @property
     def box(self) -> Box | None:
-        """The figure's box, inclusive pixel corners, or None for clutter only."""
-        if self.figure is None:
-            return None
-        xs = [p[0] for p in self.points]
-        ys = [p[1] for p in self.points]
-        return Box(min(xs), min(ys), max(xs), max(ys), self.figure)
+        """The first instance's box, inclusive pixel corners, or None for clutter only."""
+        return None if self.figure is None else _box_of(self.points, self.figure)
+
+    @property
+    def boxes(self) -> tuple[Box, ...]:
+        """One box per instance, inclusive pixel corners (empty for clutter only)."""
+        return tuple(_box_of(inst.points, self.figure) for inst in self.instances)
 
 
-def _rng(seed: int, synset_id: str, rank: int) -> Rng:
-    digest = hashlib.blake2b(f"{seed}/{synset_id}/{rank}".encode(), digest_size=16).digest()
+def _rng(seed: int, synset_id: str, rank: int, stream: str = "") -> Rng:
+    digest = hashlib.blake2b(f"{seed}/{synset_id}/{rank}{stream}".encode(), digest_size=16).digest()
     return np.random.default_rng(int.from_bytes(digest, "big"))
 
 
@@ -405,15 +442,18 @@ def _image_size(rng: Rng, settings: Settings) -> tuple[int, int]:
     return side, side
 
 
-def _place(rng: Rng, unit: Points, width: int, height: int) -> tuple[tuple[int, int], ...]:
-    """Rotate, scale to 30-80% of the image and put the outline fully inside it, in integer pixels."""
+def _place(
+    rng: Rng, unit: Points, width: int, height: int, sizes: tuple[float, float] = (0.3, 0.8)
+) -> Outline:
+    """Rotate, scale to `sizes` (default 30-80%) of the image and put the outline fully inside it, in
+    integer pixels."""
     theta = rng.uniform(0, 2 * np.pi)
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
     pts = unit @ rot.T
     pts = pts - pts.min(axis=0)
     extent = np.maximum(pts.max(axis=0), 1e-9)
     margin = 2
-    frac = rng.uniform(0.3, 0.8)
+    frac = rng.uniform(*sizes)
     scale = frac * min((width - 2 * margin - 1) / extent[0], (height - 2 * margin - 1) / extent[1])
     pts = pts * scale
     room = np.array([width - 1 - 2 * margin, height - 1 - 2 * margin]) - pts.max(axis=0)
@@ -422,6 +462,57 @@ def _place(rng: Rng, unit: Points, width: int, height: int) -> tuple[tuple[int, 
     ints[:, 0] = np.clip(ints[:, 0], 0, width - 1)
     ints[:, 1] = np.clip(ints[:, 1], 0, height - 1)
     return tuple((int(x), int(y)) for x, y in ints)
+
+
+MULTI_SIZES = (0.2, 0.42)  # instances of a multi-instance image, as a share of the image (cf. 0.3-0.8)
+_PLACEMENT_TRIES = 60
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """Intersection of two inclusive boxes as a share of the smaller one's area."""
+    w = min(a.xmax, b.xmax) - max(a.xmin, b.xmin) + 1
+    h = min(a.ymax, b.ymax) - max(a.ymin, b.ymin) + 1
+    if w <= 0 or h <= 0:
+        return 0.0
+    area = min((a.xmax - a.xmin + 1) * (a.ymax - a.ymin + 1), (b.xmax - b.xmin + 1) * (b.ymax - b.ymin + 1))
+    return w * h / area
+
+
+def _more_instances(
+    rng: Rng,
+    figure: str,
+    size: tuple[int, int],
+    first_fill: Colour,
+    background: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+) -> list[Instance] | None:
+    """2-3 smaller instances of `figure` that overlap at most `MAX_OVERLAP` (None: they did not fit).
+
+    The first keeps the scene's fill; each other gets one far from the background's colour box and from
+    the other fills, so that it can be told from the background and from its neighbours (and found by its
+    exact colour in `draw_scene(clean=True)`).
+    """
+    width, height = size
+    count = 2 if rng.random() < 0.6 else 3
+    placed: list[Instance] = []
+    boxes: list[Box] = []
+    far_from_background = _cube_distance(*background)
+    for k in range(count):
+        fill = first_fill
+        if k:
+            fill = _pick_colour(
+                rng, lambda c: min([far_from_background(c), *(_l1(c, o.fill) for o in placed)]), 90
+            )
+        unit = SHAPES[figure](rng)
+        for _ in range(_PLACEMENT_TRIES):
+            points = _place(rng, unit, width, height, MULTI_SIZES)
+            box = _box_of(points)
+            if all(_overlap(box, other) <= MAX_OVERLAP for other in boxes):
+                placed.append(Instance(points, fill))
+                boxes.append(box)
+                break
+    if len(placed) < 2:
+        return None
+    return placed
 
 
 def _clutter(
@@ -470,14 +561,21 @@ def plan(seed: int, synset_id: str, rank: int, settings: Settings | None = None)
     grid = np.clip(base + rng.integers(-spread, spread + 1, (gh, gw, 3)), 0, 255).astype(np.uint8)
     # Bilinear upscaling stays inside the grid's colour box, so the figure can be told from any background
     # pixel (and, in `draw_scene(clean=True)`, found by its exact colour).
-    fill = _pick_colour(
-        rng, _cube_distance(np.clip(base - spread, 0, 255), np.clip(base + spread, 0, 255)), 90
-    )
+    low, high = np.clip(base - spread, 0, 255), np.clip(base + spread, 0, 255)
+    fill = _pick_colour(rng, _cube_distance(low, high), 90)
     outline = _pick_colour(rng, lambda c: _l1(c, fill), 120) if rng.random() < 0.3 else None
     clutter = _clutter(rng, width, height, fill)
-    points: tuple[tuple[int, int], ...] = ()
+    points: Outline = ()
     if figure is not None:
         points = _place(rng, SHAPES[figure](rng), width, height)
+    more: tuple[Instance, ...] = ()
+    if figure is not None and settings.multi > 0:
+        # Its own stream: single-instance images stay exactly what they were (see the module docstring).
+        multi_rng = _rng(seed, synset_id, rank, "/instances")
+        if multi_rng.random() < settings.multi:
+            several = _more_instances(multi_rng, figure, (width, height), fill, (low, high))
+            if several is not None:
+                points, more = several[0].points, tuple(several[1:])
     noise = int(rng.integers(0, len(_NOISE_LEVELS)))
     offset = (int(rng.integers(0, _TILE - width + 1)), int(rng.integers(0, _TILE - height + 1)))
     quality = int(rng.integers(55, 96))
@@ -497,6 +595,7 @@ def plan(seed: int, synset_id: str, rank: int, settings: Settings | None = None)
         quality=quality,
         positive=positive,
         extra={"figure": lemma, "positive": positive},
+        more=more,
     )
 
 
@@ -525,8 +624,8 @@ def draw_scene(scene: Scene, clean: bool = False) -> Image.Image:
             draw.arc(coords[:4], coords[4], coords[5], fill=colour, width=stroke)
         else:
             draw.line(coords, fill=colour, width=stroke, joint="curve")
-    if scene.figure is not None:
-        draw.polygon(list(scene.points), fill=scene.fill, outline=scene.outline)
+    for instance in scene.instances:
+        draw.polygon(list(instance.points), fill=instance.fill, outline=scene.outline)
     if scene.noise and not clean:
         x, y = scene.noise_offset
         tile = _noise_tile(scene.noise).crop((x, y, x + scene.width, y + scene.height))
@@ -534,11 +633,13 @@ def draw_scene(scene: Scene, clean: bool = False) -> Image.Image:
     return image
 
 
-def figure_mask(scene: Scene) -> npt.NDArray[np.bool_]:
-    """Boolean (height, width) mask of the figure's pixels as drawn."""
+def figure_mask(scene: Scene, instance: int | None = None) -> npt.NDArray[np.bool_]:
+    """Boolean (height, width) mask of the figure's pixels as drawn: every instance, or only the
+    `instance`-th (its whole outline, also where a later instance covers it)."""
     mask = Image.new("L", (scene.width, scene.height), 0)
-    if scene.figure is not None:
-        ImageDraw.Draw(mask).polygon(list(scene.points), fill=255, outline=255)
+    chosen = scene.instances if instance is None else scene.instances[instance : instance + 1]
+    for inst in chosen:
+        ImageDraw.Draw(mask).polygon(list(inst.points), fill=255, outline=255)
     return np.asarray(mask) > 0
 
 
@@ -567,11 +668,12 @@ def parse_url(url: str) -> tuple[int, str, int, Settings]:
             size = (int(w), int(h))
         precision = float(params.pop("precision", Settings.precision))
         clutter = float(params.pop("clutter", Settings.clutter))
+        multi = float(params.pop("multi", Settings.multi))
         if params:
             raise ValueError
     except ValueError:
         raise InputError(f"not a synthetic image URL: {url!r}") from None
-    return seed, synset_id, rank, Settings(precision=precision, clutter=clutter, size=size)
+    return seed, synset_id, rank, Settings(precision=precision, clutter=clutter, size=size, multi=multi)
 
 
 def scene_of(url: str) -> Scene:
@@ -612,6 +714,7 @@ def _queries(hierarchy: Any, synset_id: str) -> list[str]:
 class SyntheticSource:
     """Search-engine-like source of drawn plane figures with ground truth (see the module docstring).
 
+    `multi` is the share of figure images with 2-3 instances (0: always one, the old behaviour).
     `strict=False` skips synsets it cannot draw instead of raising `InputError`.
     """
 
@@ -625,11 +728,12 @@ class SyntheticSource:
         size: tuple[int, int] | None = None,
         per_synset: int = 100,
         strict: bool = True,
+        multi: float = Settings.multi,
     ) -> None:
         if seed < 0:
             raise InputError(f"synthetic seed must be >= 0, got {seed}")
         self.seed = seed
-        self.settings = Settings(precision=precision, clutter=clutter, size=size)
+        self.settings = Settings(precision=precision, clutter=clutter, size=size, multi=multi)
         self.per_synset = per_synset
         self.strict = strict
 
@@ -642,7 +746,6 @@ class SyntheticSource:
         """Result `rank` (1-based) of a query for `synset_id`."""
         url = make_url(self.seed, synset_id, rank, self.settings)
         scene = plan(self.seed, synset_id, rank, self.settings)
-        box = scene.box
         return CandidateRef(
             synset_id=synset_id,
             source=self.name,
@@ -653,7 +756,7 @@ class SyntheticSource:
             license=LICENSE,
             author=AUTHOR,
             truth_synset=scene.figure,
-            boxes=(box,) if box is not None else (),
+            boxes=scene.boxes,
             extra={**scene.extra, "width": scene.width, "height": scene.height},
         )
 
