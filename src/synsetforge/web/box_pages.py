@@ -12,7 +12,6 @@ gold flag or another worker's proposed box. Box coordinates in forms are pixels 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from synsetforge.boxes.service import BoxService, OtherTaskOpenError
 from synsetforge.crowd.errors import TaskClosedError, WorkerBlockedError
 from synsetforge.crowd.tokens import csrf_ok, csrf_token
 from synsetforge.errors import NotFoundError, SynsetforgeError
@@ -53,27 +53,10 @@ _GRID_TEXT: dict[str, dict[str, Any]] = {
 }
 
 
-def boxes_of(request: Request) -> Any:
-    """The project's BoxService (`synsetforge.boxes.service`), set up by `create_app`."""
-    return request.app.state.boxes
-
-
-def _plain(value: Any) -> Any:
-    """A task view (dataclasses, tuples) as plain dicts and lists for the templates."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in asdict(value).items()}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _task_page(view: Any) -> dict[str, Any]:
-    task = _plain(view)
-    if "id" not in task and "task_id" in task:
-        task["id"] = task["task_id"]
-    return dict(task)
+def boxes_of(request: Request) -> BoxService:
+    """The project's BoxService, set up by `create_app`."""
+    svc: BoxService = request.app.state.boxes
+    return svc
 
 
 def _kind_or_none(raw: str | None) -> str | None:
@@ -96,6 +79,14 @@ def work(request: Request, kind: str | None = None, saved: str | None = None) ->
         view = boxes_of(request).next_task(who.worker_id, want)
     except WorkerBlockedError as exc:
         return blocked_page(request, str(exc))
+    except OtherTaskOpenError:
+        return message(
+            request,
+            409,
+            "Finish your image task first",
+            "You have an open image-checking task; submit it (or let it expire) before taking box tasks.",
+            ("/work", "Back to the image task"),
+        )
     summary = svc.worker_summary(who.worker_id)
     if view is None:
         return _render(
@@ -106,19 +97,18 @@ def work(request: Request, kind: str | None = None, saved: str | None = None) ->
             summary=summary,
             marketplace=who.kind == "marketplace",
         )
-    task = _task_page(view)
     common: dict[str, Any] = {
-        "task": task,
+        "task": view,
         "want": want or "",
         "saved": bool(saved),
         "tasks_done": summary.tasks_done,
-        "csrf": csrf_token(who.token, f"box:{task['id']}"),
-        "seconds_left": max(0, int((task["expires_at"] - datetime.now(UTC)).total_seconds())),
+        "csrf": csrf_token(who.token, f"box:{view.id}"),
+        "seconds_left": max(0, int((view.expires_at - datetime.now(UTC)).total_seconds())),
     }
-    if task["kind"] == "draw":
+    if view.kind == "draw":
         return _render(request, "box_draw.html", **common)
-    text = _GRID_TEXT[task["kind"]]
-    heading = f"{text['heading_before']} {task['synset']['name']}{text['heading_after']}"
+    text = _GRID_TEXT[view.kind]
+    heading = f"{text['heading_before']} {view.synset.name}{text['heading_after']}"
     return _render(request, "box_grid.html", heading_text=heading, **text, **common)
 
 

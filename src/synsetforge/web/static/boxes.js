@@ -18,6 +18,7 @@
   var edgeButtons = Array.prototype.slice.call(form.querySelectorAll("button.edge"));
   var EDGES = ["left", "top", "right", "bottom", "all"];
   var NAMES = { left: "left edge", top: "top edge", right: "right edge", bottom: "bottom edge", all: "whole box" };
+  var MIN = 2;             // smallest width and height in pixels (x2 - x1), as the service requires
   var box = null;          // {x1, y1, x2, y2}: inclusive pixel corners, x1 < x2 and y1 < y2
   var selected = "all";    // what the arrow keys move
   var drag = null;         // the gesture in progress
@@ -34,10 +35,10 @@
   function perScreenPx() { var m = ctm(); return m && m.a ? 1 / m.a : 1; }
 
   function fromEdges(l, t, r, b) {  // continuous edges -> inclusive integer corners inside the image
-    var x1 = clamp(Math.round(Math.min(l, r)), 0, W - 2);
-    var y1 = clamp(Math.round(Math.min(t, b)), 0, H - 2);
-    var x2 = clamp(Math.round(Math.max(l, r)) - 1, x1 + 1, W - 1);
-    var y2 = clamp(Math.round(Math.max(t, b)) - 1, y1 + 1, H - 1);
+    var x1 = clamp(Math.round(Math.min(l, r)), 0, W - 1 - MIN);
+    var y1 = clamp(Math.round(Math.min(t, b)), 0, H - 1 - MIN);
+    var x2 = clamp(Math.round(Math.max(l, r)) - 1, x1 + MIN, W - 1);
+    var y2 = clamp(Math.round(Math.max(t, b)) - 1, y1 + MIN, H - 1);
     return { x1: x1, y1: y1, x2: x2, y2: y2 };
   }
 
@@ -158,10 +159,10 @@
       var w = b.x2 - b.x1, h = b.y2 - b.y1;
       b.x1 = clamp(b.x1 + dx, 0, W - 1 - w); b.x2 = b.x1 + w;
       b.y1 = clamp(b.y1 + dy, 0, H - 1 - h); b.y2 = b.y1 + h;
-    } else if (selected === "left") { b.x1 = clamp(b.x1 + dx, 0, b.x2 - 1); }
-    else if (selected === "right") { b.x2 = clamp(b.x2 + dx, b.x1 + 1, W - 1); }
-    else if (selected === "top") { b.y1 = clamp(b.y1 + dy, 0, b.y2 - 1); }
-    else if (selected === "bottom") { b.y2 = clamp(b.y2 + dy, b.y1 + 1, H - 1); }
+    } else if (selected === "left") { b.x1 = clamp(b.x1 + dx, 0, b.x2 - MIN); }
+    else if (selected === "right") { b.x2 = clamp(b.x2 + dx, b.x1 + MIN, W - 1); }
+    else if (selected === "top") { b.y1 = clamp(b.y1 + dy, 0, b.y2 - MIN); }
+    else if (selected === "bottom") { b.y2 = clamp(b.y2 + dy, b.y1 + MIN, H - 1); }
     box = b;
     render();
   }
@@ -182,9 +183,9 @@
     f.addEventListener("change", function () {
       var v = fields.map(function (g) { return Number(g.value); });
       if (fields.every(function (g) { return g.value !== ""; }) && v.every(isFinite) && v[0] < v[2] && v[1] < v[3]) {
-        box = { x1: clamp(Math.round(v[0]), 0, W - 2), y1: clamp(Math.round(v[1]), 0, H - 2), x2: 0, y2: 0 };
-        box.x2 = clamp(Math.round(v[2]), box.x1 + 1, W - 1);
-        box.y2 = clamp(Math.round(v[3]), box.y1 + 1, H - 1);
+        box = { x1: clamp(Math.round(v[0]), 0, W - 1 - MIN), y1: clamp(Math.round(v[1]), 0, H - 1 - MIN), x2: 0, y2: 0 };
+        box.x2 = clamp(Math.round(v[2]), box.x1 + MIN, W - 1);
+        box.y2 = clamp(Math.round(v[3]), box.y1 + MIN, H - 1);
         render();
       }
     });
