@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from synsetforge.store.project import Project
 
 PREFIX = "crowd_"
-METHODS = ("imagenet", "fixed")
+METHODS = ("imagenet", "fixed", "worker-aware")
+WORKER_GROUPS = ("synset", "all")
+POPULATIONS = ("group", "uniform")
 POLICIES = ("exclude", "downweight")
 CALIBRATIONS = ("votes", "gold", "initial")
 
@@ -33,8 +35,16 @@ class CrowdSettings:
         task carries up to `block_min_gold` of them (probation, see `crowd.assign.gold_quota`).
     task_minutes: a task expires after this long and its images return to the pool (ImageNetV2: 600 s).
     examples: already-accepted images of the synset shown above the grid.
-    method: live decision rule: "imagenet" (dynamic consensus, SPEC §3) or "fixed" (`fixed_votes` votes,
-        then majority; the baseline).
+    method: live decision rule: "imagenet" (dynamic consensus, SPEC §3), "fixed" (`fixed_votes` votes,
+        then majority; the baseline) or "worker-aware" (beyond the paper: each vote adds its worker's weight
+        of evidence to the image's log-odds; accept at `threshold`, reject at `reject_threshold`, undecided
+        at `max_votes`; `crowd.worker_aware`).
+    worker_group / worker_prior_good / worker_prior_strength / worker_population / worker_refit_votes:
+        worker-aware only. Worker models are kept per synset ("synset") or for the whole project ("all");
+        a group's P(good) starts at `worker_prior_good` until its first refit; each worker's sensitivity and
+        specificity have a Beta prior of `worker_prior_strength` pseudo-votes centred on the group's
+        population rates ("group") or on 0.5 ("uniform": no weight until evidence); a group is refitted
+        in the background once `worker_refit_votes` new votes arrived (sooner while it is young).
     threshold / reject_threshold / initial_votes / initial_fraction / initial_min / max_votes / min_votes /
         prior_strength: dynamic consensus (passed to the aggregation helper's `DynamicConsensus`). Accept
         at confidence >= `threshold`, reject at <= `reject_threshold` (unset: the mirror `1 - threshold`,
@@ -80,6 +90,11 @@ class CrowdSettings:
     blocked_policy: str = "exclude"
     blocked_weight: float = 0.5
     max_body_bytes: int = 64 * 1024
+    worker_group: str = "synset"
+    worker_prior_good: float = 0.5
+    worker_prior_strength: float = 4.0
+    worker_population: str = "group"
+    worker_refit_votes: int = 200
 
     def __post_init__(self) -> None:
         checks = [
@@ -109,6 +124,11 @@ class CrowdSettings:
             (self.blocked_policy in POLICIES, f"blocked_policy must be one of {list(POLICIES)}"),
             (0.0 < self.blocked_weight < 1.0, "blocked_weight must be in (0, 1)"),
             (1024 <= self.max_body_bytes <= 64 * 1024 * 1024, "max_body_bytes must be 1 KiB..64 MiB"),
+            (self.worker_group in WORKER_GROUPS, f"worker_group must be one of {list(WORKER_GROUPS)}"),
+            (0.0 < self.worker_prior_good < 1.0, "worker_prior_good must be in (0, 1)"),
+            (self.worker_prior_strength > 0, "worker_prior_strength must be > 0"),
+            (self.worker_population in POPULATIONS, f"worker_population must be one of {list(POPULATIONS)}"),
+            (self.worker_refit_votes >= 1, "worker_refit_votes must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -483,6 +483,7 @@ def simulate_worker_aware(
     refit_first: int = 50,
     refit_every: int = 400,
     reopen: bool = True,
+    min_spread: float | None = None,
     seed: int = 0,
 ) -> SimulationReport:
     """Worker-aware sequential voting (`OnlineDawidSkene`), one synset (= worker-model group) at a time.
@@ -493,7 +494,9 @@ def simulate_worker_aware(
     `max_votes` (undecided). Gold screening answers are evidence for every synset's worker models. The
     background refit runs after `refit_first` votes of a synset, then every time the votes double, at most
     `refit_every` votes apart; with `reopen`, a decided image that the refitted models no longer decide
-    goes back to the pool (as the live service's re-decision does).
+    goes back to the pool (as the live service's re-decision does). With `min_spread`, a worker whose
+    refitted model separates a yes from a no by less than that many nats (w_yes - w_no; 0 for a spammer,
+    2 log(a / (1 - a)) for a symmetric worker of accuracy a) gets no further tasks in the synset.
     """
     import heapq
 
@@ -523,8 +526,9 @@ def simulate_worker_aware(
         heap = [(prior0, tiebreak[i], 0, i) for i in range(n)]
         heapq.heapify(heap)
         next_refit = refit_first
+        active = list(pool)
         while heap:
-            w = pool[int(rng.integers(len(pool)))]
+            w = active[int(rng.integers(len(active)))]
             skipped = []
             item = -1
             while heap:
@@ -542,7 +546,7 @@ def simulate_worker_aware(
             for entry in skipped:
                 heapq.heappush(heap, entry)
             if item < 0:
-                if len(pool) <= min(len(v) for v in voters):
+                if len(active) <= min(len(v) for v in voters):
                     break  # nobody left who could vote
                 continue
             label = w.answer(truth[item], rng, s.difficulty)
@@ -550,7 +554,7 @@ def simulate_worker_aware(
             voters[item].add(w.worker_id)
             est.observe(w.worker_id, tasks[item], label, group=s.synset)
             state[item] = est.decide(tasks[item])
-            if len(voters[item]) >= len(pool) and state[item] is Decision.NEED_MORE:
+            if len(voters[item]) >= len(active) and state[item] is Decision.NEED_MORE:
                 state[item] = Decision.UNDECIDED  # every admitted worker has voted on it
             version[item] += 1
             if state[item] is Decision.NEED_MORE:
@@ -558,6 +562,13 @@ def simulate_worker_aware(
                 heapq.heappush(heap, (pri, tiebreak[item], version[item], item))
             if est.votes_in(s.synset) >= next_refit:
                 est.refit(s.synset)
+                if min_spread is not None:
+                    keep = [
+                        x for x in pool
+                        if (m := est.worker_model(x.worker_id, s.synset)).weight(True) - m.weight(False)
+                        >= min_spread
+                    ]  # fmt: skip
+                    active = keep or active
                 next_refit = est.votes_in(s.synset) + min(est.votes_in(s.synset), refit_every)
                 heap = []
                 fresh = abs(logit(est.group_prior(s.synset)) - centre)

@@ -34,7 +34,7 @@ function of the recorded votes: after it, the online state equals a batch `fit` 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -387,9 +387,9 @@ def _array(values: list[Any]) -> np.ndarray:
 class TwoCoinFit:
     """The outcome of `fit_two_coin` (items and workers in first-seen order)."""
 
-    items: list[Hashable]
+    items: list[Any]
     evidence: np.ndarray
-    workers: list[Hashable]
+    workers: list[Any]
     models: list[WorkerModel]
     prior_good: float
     population: tuple[float, float]
@@ -397,10 +397,10 @@ class TwoCoinFit:
 
 
 def fit_two_coin(
-    items: list[Hashable],
-    workers: list[Hashable],
+    items: Sequence[Any],
+    workers: Sequence[Any],
     labels: np.ndarray,
-    gold: Mapping[Hashable, tuple[float, float, float, float]],
+    gold: Mapping[Any, tuple[float, float, float, float]],
     *,
     prior_good: float,
     start: tuple[float, float],
@@ -494,7 +494,7 @@ def _models(
     return [WorkerModel(*map(float, row)) for row in zip(sy, sn, bn, by, strict=True)]
 
 
-def _codes(keys: Iterable[Hashable]) -> tuple[list[Hashable], np.ndarray]:
-    index: dict[Hashable, int] = {}
+def _codes(keys: Iterable[Any]) -> tuple[list[Any], np.ndarray]:
+    index: dict[Any, int] = {}
     codes = [index.setdefault(k, len(index)) for k in keys]
     return list(index), np.asarray(codes, dtype=np.int64)
