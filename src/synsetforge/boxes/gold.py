@@ -127,13 +127,16 @@ def make_box_gold(
 
 def gold_from_ground_truth(project: Project, per_synset: int = 10, seed: int = 0) -> GoldAdded:
     """Make box gold on `per_synset` images per synset (multi-instance images first, so that coverage has
-    'not covered' answers) among stored positive candidates with ground-truth boxes that are not yet in
-    the box pipeline. Returns what was added."""
+    'not covered' answers) among stored positive candidates with ground-truth boxes that no box work has
+    touched yet (no boxes, not drawn on, not held by a task). Returns what was added."""
     if per_synset < 1:
         raise InputError(f"per_synset must be >= 1, got {per_synset}")
     rng = random.Random(seed)
     c, gt, i, bi, b = schema.Candidate, schema.GroundTruth, schema.Image, schema.BoxImage, schema.BoxRow
     totals = [0, 0, 0, 0, 0, 0]
+    now = datetime.now(UTC)
+    # an image already in the box pipeline may still become gold while nobody has drawn on it or holds it
+    untouched = (bi.stage == "draw") & (bi.draws == 0) & (bi.held_until.is_(None) | (bi.held_until <= now))
     with project.session() as s:
         rows = s.execute(
             select(c.synset_id, c.id, gt.boxes, i.orig_width, i.orig_height, i.width, i.height)
@@ -142,7 +145,7 @@ def gold_from_ground_truth(project: Project, per_synset: int = 10, seed: int = 0
             .where(
                 c.status == "stored",
                 gt.positive.is_(True),
-                ~exists().where(bi.candidate_id == c.id),
+                ~exists().where(bi.candidate_id == c.id, ~untouched),
                 ~exists().where(b.candidate_id == c.id),
             )
             .order_by(c.synset_id, c.id)
@@ -157,14 +160,20 @@ def gold_from_ground_truth(project: Project, per_synset: int = 10, seed: int = 0
             ]
             if truth:
                 by_synset.setdefault(str(sid), []).append((int(cid), truth, size))
-        now = datetime.now(UTC)
         for sid, images in sorted(by_synset.items()):
             rng.shuffle(images)
             images.sort(key=lambda item: -min(len(item[1]), 2))  # multi-instance first
             for k, (cid, truth, size) in enumerate(images[:per_synset]):
-                s.add(
+                s.merge(
                     schema.BoxImage(
-                        candidate_id=cid, synset_id=sid, stage="gold", round=0, draws=0, updated_at=now
+                        candidate_id=cid,
+                        synset_id=sid,
+                        stage="gold",
+                        round=0,
+                        draws=0,
+                        updated_at=now,
+                        held_task_id=None,
+                        held_until=None,
                     )
                 )
                 added = make_box_gold(s, cid, truth, size, k, rng)
