@@ -19,6 +19,7 @@ from synsetforge.cliopts import ProjectOpt
 from synsetforge.clitables import Table
 from synsetforge.crowd.service import CrowdService
 from synsetforge.crowd.settings import CrowdSettings
+from synsetforge.errors import InputError
 from synsetforge.limits import MAX_ROW_ID
 from synsetforge.store.project import Project
 
@@ -64,19 +65,41 @@ def _pct(value: float | None) -> str:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Server processes sharing the port (PostgreSQL projects; SQLite has one writer: 1).",
+        ),
+    ] = 1,
     project: ProjectOpt = None,
 ) -> None:
     """Serve the worker pages, the admin dashboard and the JSON API (/api/v1) of a project."""
     import uvicorn
 
     from synsetforge.web.app import create_app
+    from synsetforge.web.server import install_server_info, serve_workers
 
     with Project.open(project) as p:
-        app_ = create_app(p)
-        console.print(f"serving [bold]{p.config.name}[/] on http://{host}:{port}  (Ctrl-C stops)")
+        if workers > 1 and p.dialect == "sqlite":
+            raise InputError(
+                f"--workers {workers}: this project's database is SQLite, which has one writer, so more "
+                "server processes would only queue on its lock; serve it with one process (no --workers), "
+                "or use a PostgreSQL project (`synsetforge init --db postgresql://...`)"
+            )
+        processes = f" with {workers} processes" if workers > 1 else ""
+        console.print(f"serving [bold]{p.config.name}[/] on http://{host}:{port}{processes}  (Ctrl-C stops)")
         console.print("  workers: invite links from `synsetforge workers invite`; admins: /admin/login")
         console.print(f"  API: http://{host}:{port}/api/v1/openapi.json (needs a token)")
-        uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+        if workers == 1:
+            app_ = create_app(p)
+            install_server_info(app_, 1)
+            uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+            return
+        root = p.root
+    serve_workers(root, host, port, workers)  # each process opens the project itself
 
 
 @admin_app.command("token")
