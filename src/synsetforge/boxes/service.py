@@ -341,9 +341,19 @@ class BoxService:
                     )
                     or 0
                 )
-                return BoxSubmitResult(task_id, task.kind, code, reason is not None, done)
+                result = BoxSubmitResult(task_id, task.kind, code, reason is not None, done)
         except IntegrityError:
             raise TaskClosedError(f"task {task_id}: these items already have your answers") from None
+        if result.blocked:
+            self._crowd_after_write()
+        return result
+
+    def _crowd_after_write(self) -> None:
+        """After a block re-decided yes/no votes: let the crowd engine run the jobs it queued (outside the
+        write lock), where its version has them."""
+        after = getattr(self.crowd, "_after_write", None)
+        if callable(after):
+            after()
 
     def _record(
         self,

@@ -327,7 +327,10 @@ class BoxImage(Base):
     held_until: Mapped[datetime | None] = mapped_column()
     coverage: Mapped[float | None] = mapped_column(Float)  # P(covered) from the current round's votes
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-    __table_args__ = (Index("ix_box_images_stage_synset", "stage", "synset_id", "updated_at"),)
+    __table_args__ = (
+        Index("ix_box_images_stage_synset", "stage", "synset_id", "updated_at"),
+        Index("ix_box_images_stage_updated", "stage", "updated_at"),
+    )
 
 
 class BoxGold(Base):

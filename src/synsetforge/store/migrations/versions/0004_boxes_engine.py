@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("candidate_id", name=op.f("pk_box_images")),
     )
     op.create_index("ix_box_images_stage_synset", "box_images", ["stage", "synset_id", "updated_at"])
+    op.create_index("ix_box_images_stage_updated", "box_images", ["stage", "updated_at"])
     op.create_table(
         "box_gold",
         sa.Column("candidate_id", sa.Integer(), nullable=False),
@@ -75,6 +76,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("box_gold")
+    op.drop_index("ix_box_images_stage_updated", table_name="box_images")
     op.drop_index("ix_box_images_stage_synset", table_name="box_images")
     op.drop_table("box_images")
     with op.batch_alter_table("box_votes") as b:
