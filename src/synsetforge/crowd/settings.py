@@ -45,6 +45,12 @@ class CrowdSettings:
         specificity have a Beta prior of `worker_prior_strength` pseudo-votes centred on the group's
         population rates ("group") or on 0.5 ("uniform": no weight until evidence); a group is refitted
         in the background once `worker_refit_votes` new votes arrived (sooner while it is young).
+    worker_min_spread / worker_min_evidence: worker-aware only. After a refit, a worker with at least
+        `worker_min_evidence` answers in the group (gold + votes) whose yes and no weights differ by less
+        than `worker_min_spread` nats gets no more tasks of the group (0 turns it off; a spammer's spread is
+        0, a symmetric worker of accuracy a has 2 log(a / (1 - a)): 1.0 ~ 0.62, 3.5 ~ 0.85). Their votes
+        keep their (small) weight. The default only stops spammers; 3.5 (the simulations' setting) halves
+        the votes an accuracy-0.8 crowd needs but leaves no tasks for a crowd without better workers.
     threshold / reject_threshold / initial_votes / initial_fraction / initial_min / max_votes / min_votes /
         prior_strength: dynamic consensus (passed to the aggregation helper's `DynamicConsensus`). Accept
         at confidence >= `threshold`, reject at <= `reject_threshold` (unset: the mirror `1 - threshold`,
@@ -95,6 +101,8 @@ class CrowdSettings:
     worker_prior_strength: float = 4.0
     worker_population: str = "group"
     worker_refit_votes: int = 200
+    worker_min_spread: float = 1.0
+    worker_min_evidence: int = 20
 
     def __post_init__(self) -> None:
         checks = [
@@ -129,6 +137,8 @@ class CrowdSettings:
             (self.worker_prior_strength > 0, "worker_prior_strength must be > 0"),
             (self.worker_population in POPULATIONS, f"worker_population must be one of {list(POPULATIONS)}"),
             (self.worker_refit_votes >= 1, "worker_refit_votes must be >= 1"),
+            (self.worker_min_spread >= 0, "worker_min_spread must be >= 0"),
+            (self.worker_min_evidence >= 0, "worker_min_evidence must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
