@@ -322,6 +322,19 @@ def test_sign_in_kinds_and_blocked_workers(env1: Env) -> None:
     assert r.status_code == 403 and "blocked" in r.text.lower()
 
 
+def test_box_invite_link_signs_in_and_leads_to_box_work(env1: Env) -> None:
+    new = env1.crowd.invite("boxer")
+    client = TestClient(env1.app)  # type: ignore[arg-type]
+    r = client.get(f"/boxes/invite/{new.token}?kind=coverage", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/boxes/work?kind=coverage"
+    assert client.get(r.headers["location"]).status_code == 200  # signed in by the cookie just set
+    r = client.get(f"/boxes/invite/{new.token}?kind=<b>", follow_redirects=False)
+    assert r.headers["location"] == "/boxes/work"  # an unknown kind is dropped, not echoed
+    fresh = TestClient(env1.app)  # type: ignore[arg-type]
+    r = fresh.get("/boxes/invite/not-a-token", follow_redirects=False)
+    assert r.status_code == 403 and "sf_worker" not in r.headers.get("set-cookie", "")
+
+
 def test_no_work_page(env1: Env) -> None:
     client, _ = env1.worker()
     r = client.get("/boxes/work?kind=coverage")  # nothing has a box yet

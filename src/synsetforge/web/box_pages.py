@@ -23,9 +23,9 @@ from synsetforge.boxes.service import BoxService, OtherTaskOpenError
 from synsetforge.crowd.errors import TaskClosedError, WorkerBlockedError
 from synsetforge.crowd.tokens import csrf_ok, csrf_token
 from synsetforge.errors import NotFoundError, SynsetforgeError
-from synsetforge.web.auth import service_of
+from synsetforge.web.auth import PLATFORM_COOKIE, WORKER_COOKIE, service_of
 from synsetforge.web.edge import RowId
-from synsetforge.web.pages import _platform, _render, _worker_or_message, blocked_page, message
+from synsetforge.web.pages import _platform, _render, _worker_or_message, blocked_page, message, set_cookie
 
 router = APIRouter(include_in_schema=False)
 KINDS = ("draw", "quality", "coverage")
@@ -61,6 +61,26 @@ def boxes_of(request: Request) -> BoxService:
 
 def _kind_or_none(raw: str | None) -> str | None:
     return raw if raw in KINDS else None
+
+
+@router.get("/boxes/invite/{token}")
+def invite(request: Request, token: str, kind: str | None = None) -> Response:
+    """An invite link straight to box work, optionally of one kind (`/boxes/invite/<token>?kind=draw`):
+    `/invite/<token>` leads to the yes/no tasks, and a worker holding an open yes/no task gets no box task
+    until it is submitted or expires."""
+    who = service_of(request).principal(token)
+    if who is None or who.role != "worker":
+        return message(
+            request,
+            403,
+            "Invite not valid",
+            "This invite link is not valid. Ask the project team for a new one.",
+        )
+    want = _kind_or_none(kind)
+    response = RedirectResponse(f"/boxes/work?kind={want}" if want else "/boxes/work", status_code=303)
+    set_cookie(response, request, WORKER_COOKIE, token)
+    response.delete_cookie(PLATFORM_COOKIE, path="/")
+    return response
 
 
 @router.get("/boxes/work", response_class=HTMLResponse)

@@ -203,7 +203,7 @@
     else if (k === "e" || k === "E") {
       if (!box) { return; }
       var i = EDGES.indexOf(selected);
-      select(EDGES[(i + (k === "E" ? EDGES.length - 1 : 1)) % EDGES.length]);
+      select(EDGES[(i + (k === "E" || e.shiftKey ? EDGES.length - 1 : 1)) % EDGES.length]);
     }
     else if (k === "n") { startBox(); }
     else if (k === "r") { box = null; selected = "all"; render(); }
