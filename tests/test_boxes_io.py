@@ -23,6 +23,7 @@ from synsetforge.boxes.exporting import export_boxes
 from synsetforge.boxes.importing import import_boxes, import_upload
 from synsetforge.errors import InputError
 from synsetforge.store import Project, schema
+from synsetforge.web import box_io_routes
 from synsetforge.web.app import create_app
 
 DATA = Path(__file__).parent / "data" / "boxes"
@@ -151,6 +152,41 @@ def test_import_ilsvrc_csv(tmp_path: Path, db_url: str) -> None:
         assert "ilsvrc-csv:LOC_val_solution.csv#line 2 box 2" in refs
 
 
+def test_a_name_that_matches_two_images_is_skipped_unless_the_path_tells(tmp_path: Path) -> None:
+    with make_project(tmp_path / "p") as p:
+        with p.session() as s:  # a second springer_01.jpg, in another folder
+            src = s.scalar(select(schema.Source.id))
+            data = jpeg_bytes(50, (64, 48))
+            img = schema.Image(sha256=p.blobs.put(data), width=64, height=48, orig_width=640, orig_height=480)
+            s.add(img)
+            s.flush()
+            s.add(
+                schema.Candidate(
+                    synset_id=SPRINGER,
+                    source_id=src,
+                    key="other/springer_01.jpg",
+                    url="file:///x/other/springer_01.jpg",
+                    image_id=img.id,
+                    decision="accepted",
+                )
+            )
+        report = import_boxes(p, DATA / "instances_val.json", "coco")
+        skipped = {s.place: s.reason for s in report.skipped}
+        assert skipped["annotation 1"].startswith("the file name matches 2 images of the project")
+        voc = (DATA / "voc" / "tench_01.xml").read_text()
+        voc = voc.replace("<folder>n01440764</folder>", "<folder>n02102040</folder>")
+        voc = voc.replace("tench_01.jpg", "springer_01.jpg").replace(
+            "<name>tench</name>", "<name>English_springer</name>"
+        )
+        report = import_upload(p, "springer.xml", voc.encode(), "voc")  # LabelImg's <folder> picks the image
+        assert (report.imported, report.records) == (1, 2)
+        assert [s.reason for s in report.skipped] == ["image 1 is not a candidate of synset 'n01440764'"]
+        # the XML says 400x300 for a 640x480 original: 10 20 109 119 scaled by 1.6
+        assert [(k, b) for k, _, b in coords(p) if "springer_01" in k] == [
+            ("n02102040/springer_01.jpg", (16, 32, 175, 191))
+        ]
+
+
 @pytest.mark.parametrize(
     ("path", "fmt", "place"),
     [
@@ -241,7 +277,10 @@ def test_export_imports_back_as_the_same_boxes(tmp_path: Path, fmt: str) -> None
         assert {origin for _, _, _, origin, _, _ in boxes(b)} == {"import"}
 
 
-def test_pycocotools_reads_the_coco_export(tmp_path: Path) -> None:
+def test_pycocotools_reads_the_fixture_and_the_coco_export(tmp_path: Path) -> None:
+    fixture = COCO(str(DATA / "instances_val.json"))  # the fixture is a file pycocotools accepts
+    crowd = fixture.loadAnns([2])[0]
+    assert crowd["iscrowd"] == 1 and int(fixture.annToMask(crowd).sum()) == 900
     with make_project(tmp_path / "p") as p:
         import_boxes(p, DATA / "instances_val.json", "coco")
         export_boxes(p, "coco", tmp_path / "instances.json")
@@ -308,6 +347,31 @@ def test_cli_import_and_export(tmp_path: Path) -> None:
     )
 
 
+def test_admin_http_import_has_its_own_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A box file is larger than a vote: the crowd app's 64 KiB body limit does not apply, the route's does."""
+    doc = json.loads((DATA / "instances_val.json").read_text())
+    doc["images"] += [
+        {"id": 1000 + k, "file_name": f"unused_{k:05d}.jpg", "width": 9, "height": 9} for k in range(3000)
+    ]
+    data = json.dumps(doc).encode()
+    assert len(data) > 64 * 1024
+    with make_project(tmp_path / "p") as p:
+        app = create_app(p)
+        headers = {"authorization": f"Bearer {app.state.service.create_token('admin')}"}
+        with TestClient(app) as client:
+            url = "/api/v1/admin/boxes/import"
+            r = client.post(url, params={"format": "coco", "name": "big.json"}, content=data, headers=headers)
+            assert r.status_code == 200 and r.json()["imported"] == 3, r.text
+            monkeypatch.setattr(box_io_routes, "IMPORT_LIMIT", len(data) - 1)
+            r = client.post(
+                url, params={"format": "coco"}, files={"file": ("big.json", data)}, headers=headers
+            )
+            assert r.status_code == 413
+            # other /api/v1 routes keep the crowd limit
+            assert client.post("/api/v1/admin/aggregate", content=data, headers=headers).status_code == 413
+        assert len(boxes(p)) == 3
+
+
 def test_admin_http_import_and_export(tmp_path: Path) -> None:
     with make_project(tmp_path / "p") as p:
         app = create_app(p)
@@ -342,7 +406,7 @@ def test_admin_http_import_and_export(tmp_path: Path) -> None:
             r = client.get("/api/v1/admin/boxes/export", params={"format": "voc"}, headers=headers)
             assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
             names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
-            assert len(names) == 1 and names[0].startswith("Annotations/")
+            assert names == ["Annotations/n01440764/tench_01.xml"]  # named like the image it describes
             r = client.get("/api/v1/admin/boxes/export", params={"format": "coco"}, headers=headers)
             assert r.status_code == 200 and len(r.json()["annotations"]) == 2
             assert "live" in r.headers["x-synsetforge-export"]

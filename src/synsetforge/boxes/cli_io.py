@@ -32,7 +32,7 @@ def _format(value: str) -> str:
 def print_report(c: Console, report: ImportReport) -> None:
     verb = "would import" if report.dry_run else "imported"
     c.print(
-        f"{verb} {report.imported} boxes from {report.source} ({report.format}, {report.files} file"
+        f"{verb} {report.imported} box{'' if report.imported == 1 else 'es'} from {report.source} ({report.format}, {report.files} file"
         f"{'' if report.files == 1 else 's'}): {report.records} records, {report.imported} new, "
         f"{report.duplicates} already there, {len(report.skipped)} skipped, {report.clipped} clipped to the image",
         markup=False,
@@ -85,8 +85,10 @@ def register(app: typer.Typer) -> None:
         ] = (False),
         project: ProjectOpt = None,
     ) -> None:
-        """Export the accepted boxes as they are NOW (a live view; releases freeze theirs) in original-image
-        pixels: crowd boxes voted good, imported and synthetic ones not voted bad; gold boxes never."""
+        """Export the boxes accepted now (a live view; releases freeze their own).
+
+        Crowd boxes voted good, imported and synthetic ones not voted bad, never gold boxes; in original-image
+        pixels, annotations only."""
         with Project.open(project) as p:
             result = export_boxes(p, _format(fmt), out, force=force)
         Console(highlight=False, soft_wrap=True).print(

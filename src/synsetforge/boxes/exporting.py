@@ -195,7 +195,11 @@ def _csv_id(image_id: str, img: LiveImage) -> str:
 def voc_files(images: list[LiveImage]) -> list[tuple[str, bytes]]:
     """(member name, VOC XML) per image, 1-based inclusive coordinates like the VOC devkit."""
     out = []
+    used: set[str] = set()
     for img in images:
+        name = _xml_name(img)
+        name = img.sha256 if name in used else name  # a.jpg and a.png: the second by its hash
+        used.add(name)
         objects = [(safe_name(sy), box) for sy in sorted(img.boxes) for box in img.boxes[sy]]
         folder, _, filename = img.file_name.rpartition("/")
         xml = voc_xml(
@@ -208,8 +212,17 @@ def voc_files(images: list[LiveImage]) -> list[tuple[str, bytes]]:
             database="synsetforge live box export",
             offset=1,
         )
-        out.append((f"Annotations/{img.sha256}.xml", xml))
+        out.append((f"Annotations/{name}.xml", xml))
     return out
+
+
+def _xml_name(img: LiveImage) -> str:
+    """The image's own path without its extension (folder sources), else its content hash."""
+    stem = img.file_name.rsplit(".", 1)[0]
+    try:
+        return check_member(stem) if stem != img.sha256 and stem.isprintable() else img.sha256
+    except InputError:
+        return img.sha256
 
 
 @dataclass(frozen=True)

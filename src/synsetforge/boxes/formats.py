@@ -218,7 +218,10 @@ def parse_voc(name: str, data: bytes) -> list[RawBox]:
         h = _voc_number(name, "/annotation/size", size_node, "height")
         if w > 0 and h > 0:  # LabelImg writes 0 x 0 when it could not read the image: size unknown
             size = (round(w), round(h))
-    image = FileImage(filename, sha256_of(filename), size)
+    folder = (root.findtext("folder") or "").strip().strip("/\\")
+    # LabelImg writes the image's folder name: folder/filename then matches a folder source's path first
+    ref = f"{folder}/{filename}" if folder and "/" not in filename and "\\" not in filename else filename
+    image = FileImage(ref, sha256_of(filename), size)
     out: list[RawBox] = []
     for k, obj in enumerate(root.findall("object"), start=1):
         where = f"/annotation/object[{k}]"

@@ -104,7 +104,12 @@ def create_app(
     app.add_middleware(NulGuardMiddleware)  # innermost: its 422 still gets the security headers
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(OriginCheckMiddleware)  # cross-site form posts: 403 before any route (web.csrf)
-    app.add_middleware(BodyLimitMiddleware, limit=svc.settings.max_body_bytes, prefixes=CROWD_PREFIXES)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=svc.settings.max_body_bytes,
+        prefixes=CROWD_PREFIXES,
+        own_limit=(box_io_routes.IMPORT_PATH,),  # box files: capped by the route while it reads them
+    )
     static = resources.files("synsetforge.web") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     app.include_router(api.router)

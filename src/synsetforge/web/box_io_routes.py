@@ -4,9 +4,8 @@ Same behaviour as `synsetforge boxes import` / `boxes export` (see `boxes.import
 an import is one transaction (a malformed file is a 422 naming the place, and nothing is stored); the
 export is LIVE (the boxes accepted now, original-image pixels), unlike a release's frozen export.
 
-The upload is the raw request body or a multipart form with a field named ``file``. It is read with a cap
-(`IMPORT_LIMIT`); the crowd app's body limit (`crowd_max_body_bytes`, 64 KiB by default) applies first to
-every /api/v1 request, so larger box files need that setting raised or the CLI.
+The upload is the raw request body or a multipart form with a field named ``file``, read with its own cap
+(`IMPORT_LIMIT`, 413 beyond it) instead of the crowd app's small body limit (the app exempts `IMPORT_PATH`).
 """
 
 from __future__ import annotations
@@ -31,9 +30,11 @@ from synsetforge.web.openapi import CROWD_TOKEN, errors
 IMPORT_LIMIT = 16 * 1024 * 1024
 """Largest box file the HTTP import reads (the CLI reads up to `MAX_IMPORT_BYTES`)."""
 _SLACK = 64 * 1024  # multipart envelope around the file
+PREFIX = "/api/v1/admin/boxes"
+IMPORT_PATH = f"{PREFIX}/import"
 
 router = APIRouter(
-    prefix="/api/v1/admin/boxes",
+    prefix=PREFIX,
     tags=["admin"],
     dependencies=[Security(CROWD_TOKEN)],
     responses=errors(401, 403),
@@ -137,15 +138,16 @@ async def import_boxes_route(
     return report.as_dict()
 
 
-_MEDIA = ("application/json", "text/csv", "application/zip")
-
-
 @router.get(
     "/export",
     responses={
         200: {
             "description": "COCO JSON, the ILSVRC CSV, or a zip of VOC XML files",
-            "content": {k: {"schema": {"type": "string"}} for k in _MEDIA},
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": {"schema": {"type": "string"}},
+                "application/zip": {"schema": {"type": "string", "format": "binary"}},
+            },
         },
         **errors(422),
     },

@@ -35,20 +35,25 @@ async def _reply(send: Send, status: int, detail: str) -> None:
 class BodyLimitMiddleware:
     """413 for request bodies over `limit` bytes (declared or actual); the app sees only complete bodies.
 
-    Only paths under `prefixes` are limited (the crowd's routes); routes that accept large uploads (a
-    challenge's prediction files) enforce their own limits while streaming.
+    Only paths under `prefixes` are limited (the crowd's routes), except the exact paths in `own_limit`;
+    routes that accept large uploads (a challenge's prediction files, an admin's box file) enforce their own
+    limits while streaming.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, prefixes: tuple[str, ...] = ("/",)) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, prefixes: tuple[str, ...] = ("/",), own_limit: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
         self.limit = limit
         self.prefixes = prefixes
+        self.own_limit = frozenset(own_limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
             or scope["method"] not in _BODY_METHODS
             or not str(scope.get("path", "")).startswith(self.prefixes)
+            or scope.get("path") in self.own_limit
         ):
             await self.app(scope, receive, send)
             return
