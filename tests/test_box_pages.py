@@ -335,6 +335,31 @@ def test_box_invite_link_signs_in_and_leads_to_box_work(env1: Env) -> None:
     assert r.status_code == 403 and "sf_worker" not in r.headers.get("set-cookie", "")
 
 
+def test_marketplace_worker_gets_a_completion_code_after_each_box_task(env1: Env) -> None:
+    key = env1.crowd.create_token("marketplace")
+    client = TestClient(env1.app)  # type: ignore[arg-type]
+    url = f"/boxes/m/{key}?kind=draw&workerId=A1B2&assignmentId=3XYZ&hitId=H&turkSubmitTo=https%3A%2F%2Fwww.mturk.com"
+    r = client.get(url, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/boxes/work?kind=draw"
+    assert client.get("/boxes/m/not-a-key?workerId=A1").status_code == 403
+    page = client.get("/boxes/work?kind=draw")
+    form = form_of(page.text, "none-left")
+    r = client.post(
+        str(form["action"]),
+        data={"csrf": form["csrf"], "kind": "draw", "want": "draw", "none_left": "1"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"].startswith("/boxes/work/done/")
+    done = client.get(r.headers["location"])
+    with env1.project.session() as s:
+        code = s.scalar(select(schema.Task.completion_code).where(schema.Task.status == "submitted"))
+    assert code and f'id="code">{code}<' in done.text
+    assert (
+        'name="assignmentId" value="3XYZ"' in done.text and "www.mturk.com/mturk/externalSubmit" in done.text
+    )
+    assert 'href="/boxes/work?kind=draw"' in done.text
+
+
 def test_no_work_page(env1: Env) -> None:
     client, _ = env1.worker()
     r = client.get("/boxes/work?kind=coverage")  # nothing has a box yet

@@ -23,6 +23,7 @@ from synsetforge.boxes.service import BoxService, OtherTaskOpenError
 from synsetforge.crowd.errors import TaskClosedError, WorkerBlockedError
 from synsetforge.crowd.tokens import csrf_ok, csrf_token
 from synsetforge.errors import NotFoundError, SynsetforgeError
+from synsetforge.web import pages
 from synsetforge.web.auth import PLATFORM_COOKIE, WORKER_COOKIE, service_of
 from synsetforge.web.edge import RowId
 from synsetforge.web.pages import _platform, _render, _worker_or_message, blocked_page, message, set_cookie
@@ -80,6 +81,18 @@ def invite(request: Request, token: str, kind: str | None = None) -> Response:
     response = RedirectResponse(f"/boxes/work?kind={want}" if want else "/boxes/work", status_code=303)
     set_cookie(response, request, WORKER_COOKIE, token)
     response.delete_cookie(PLATFORM_COOKIE, path="/")
+    return response
+
+
+@router.get("/boxes/m/{key}")
+def marketplace(request: Request, key: str, kind: str | None = None) -> Response:
+    """A marketplace study link for box work (`/boxes/m/<key>?workerId=..` and the rest as `/m/<key>`):
+    the same sign-in and platform cookie, then box tasks; each task ends on a page with its completion
+    code."""
+    response = pages.marketplace(request, key)
+    if isinstance(response, RedirectResponse) and response.headers.get("location") == "/work":
+        want = _kind_or_none(kind)
+        response.headers["location"] = f"/boxes/work?kind={want}" if want else "/boxes/work"
     return response
 
 
