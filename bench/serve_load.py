@@ -551,6 +551,8 @@ class Stats:
     tasks: int = 0
     empty: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    uncertain: list[tuple[int, int]] = field(default_factory=list)  # votes of submissions left unanswered
+    cut: int = 0  # requests still waiting when the drain limit was reached
 
 
 async def worker_loop(
@@ -584,7 +586,11 @@ async def worker_loop(
         t0 = time.perf_counter()
         try:
             r = await client.post(f"/api/v1/tasks/{task['task_id']}/submit", json={"yes": yes}, headers=auth)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, asyncio.CancelledError) as exc:
+            # no answer: the votes may or may not be stored (the store check allows either, never twice)
+            stats.uncertain.extend((c, worker_id) for c in items)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             stats.errors[type(exc).__name__] += 1
             continue
         stats.submit_ms.append((time.perf_counter() - t0) * 1000)
@@ -597,8 +603,9 @@ async def worker_loop(
 
 async def drive(
     url: str, tokens: list[tuple[int, str]], truth: dict[int, bool], seconds: float, think: float,
-    on_start: Any, on_stop: Any,
+    on_start: Any, on_stop: Any, drain: float,
 ) -> tuple[Stats, float]:  # fmt: skip
+    """Run the workers for `seconds`; requests in flight then get `drain` more seconds before they are cut."""
     stats = Stats()
     limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens))
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
@@ -607,8 +614,16 @@ async def drive(
         loops = [
             worker_loop(client, tok, wid, truth, start + seconds, stats, wid, think) for wid, tok in tokens
         ]
-        await asyncio.gather(*loops)
+        running = [asyncio.ensure_future(loop) for loop in loops]
+        _done, late = await asyncio.wait(running, timeout=seconds + drain)
+        for future in late:  # still waiting for an answer at the drain limit
+            future.cancel()
+        stats.cut = len(late)
+        results = await asyncio.gather(*running, return_exceptions=True)
         elapsed = time.monotonic() - start
+        for outcome in results:
+            if isinstance(outcome, Exception):
+                raise outcome
         on_stop()
     return stats, elapsed
 
@@ -664,26 +679,31 @@ def server_error_summary(log: Path) -> str:
     return f"{tracebacks} tracebacks, most often ({n}x): {common}"
 
 
-def check_store(url: str, acked: list[tuple[int, int]], load_ids: set[int]) -> tuple[bool, str]:
+def check_store(
+    url: str, acked: list[tuple[int, int]], uncertain: list[tuple[int, int]], load_ids: set[int]
+) -> tuple[bool, str]:
+    """Every acknowledged (image, worker) vote stored exactly once; nothing else stored, except possibly the
+    votes of submissions that got no answer (connection error, or cut at the drain limit), each at most once."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
     with engine.connect() as conn:
-        stored = [
-            (int(c), int(w))
-            for c, w in conn.execute(text("SELECT candidate_id, worker_id FROM votes WHERE worker_id > :n"),
-                                     {"n": WARM_WORKERS})
-        ]  # fmt: skip
+        rows = conn.execute(
+            text("SELECT candidate_id, worker_id FROM votes WHERE worker_id > :n"), {"n": WARM_WORKERS}
+        )
+        stored = [(int(c), int(w)) for c, w in rows if int(w) in load_ids]
     engine.dispose()
-    stored = [pair for pair in stored if pair[1] in load_ids]
     counts = Counter(stored)
+    maybe = set(uncertain)
     dupes = sum(1 for n in counts.values() if n > 1)
     missing = sum(1 for pair in acked if counts.get(pair, 0) != 1)
-    extra = len(stored) - len(acked)
+    known = set(acked)
+    extra = sum(1 for pair in counts if pair not in known and pair not in maybe)
+    unanswered = sum(1 for pair in counts if pair in maybe)
     ok = dupes == 0 and missing == 0 and extra == 0 and len(set(acked)) == len(acked)
     return ok, (
         f"{len(acked):,} acknowledged votes, {len(stored):,} stored, {missing} missing, {dupes} duplicated, "
-        f"{extra} extra"
+        f"{extra} extra" + (f"; {unanswered} of {len(maybe)} unanswered votes stored" if maybe else "")
     )
 
 
@@ -770,14 +790,14 @@ def run_one(backend: str, size: int, code: Code, args: argparse.Namespace) -> Re
                 stats, elapsed = asyncio.run(
                     drive(
                         f"http://127.0.0.1:{port}", tokens, build.truth, args.seconds, args.think,
-                        measure_start, measure_stop,
+                        measure_start, measure_stop, args.drain,
                     )
                 )  # fmt: skip
                 server_mib = sum(proc_hwm_mib(p) for p in process_tree(server.pid))
                 server_pids = len(process_tree(server.pid))
             finally:
                 stop_server(server)
-            ok, detail = check_store(url, stats.acked, {w for w, _ in tokens})
+            ok, detail = check_store(url, stats.acked, stats.uncertain, {w for w, _ in tokens})
             after = synset_vote_counts(url)
             server_errors = server_error_summary(log)
         finally:
@@ -807,7 +827,13 @@ def run_one(backend: str, size: int, code: Code, args: argparse.Namespace) -> Re
         )
         + f"; server memory peak {server_mib:.0f} MiB (sum of VmHWM)\n"
         f"{label}: table rebuild points crossed: {crossed} (each ~5% growth of a synset's votes); "
-        f"errors {dict(stats.errors) or 'none'}\n"
+        f"errors {dict(stats.errors) or 'none'}"
+        + (
+            f"; {stats.cut} requests cut, still unanswered {args.drain:g} s after the phase"
+            if stats.cut
+            else ""
+        )
+        + "\n"
         f"{label}: server log: {server_errors}\n"
         f"{label}: store check {'OK' if ok else 'FAILED'}: {detail}",
         flush=True,
@@ -924,6 +950,9 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
     parser.add_argument("--seconds", type=float, default=30.0, help="measured phase per run")
     parser.add_argument("--workers", type=int, default=100, help="concurrent simulated crowd workers")
+    parser.add_argument(
+        "--drain", type=float, default=60.0, help="seconds requests in flight may still take after the phase"
+    )
     parser.add_argument("--server-workers", type=int, default=2, help="server processes on PostgreSQL")
     parser.add_argument("--synsets", type=int, default=6, help="synsets per project (sizes split evenly)")
     parser.add_argument("--think", type=float, default=0.0, help="mean seconds a worker looks at a task")
@@ -933,6 +962,7 @@ def main() -> None:
     parser.add_argument(
         "--peer", help="git revision or source tree to run the same load against, side by side"
     )
+    parser.add_argument("--code", help="git revision or source tree to measure instead of this checkout")
     parser.add_argument(
         "--pg-dsn", default=os.environ.get("SYNSETFORGE_TEST_PG", "postgresql://127.0.0.1:5432/test"),
         help="PostgreSQL to create each run's fresh database on (trust auth, CREATEDB)",
@@ -956,6 +986,9 @@ def main() -> None:
     results: list[Result] = []
     t0 = time.monotonic()
     try:
+        if args.code:
+            other = peer_code(args.code, worktrees)
+            codes = [Code("this", other.src, other.has_serve_workers)]
         if args.peer:
             codes.append(peer_code(args.peer, worktrees))
         for backend in backends:
