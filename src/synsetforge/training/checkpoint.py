@@ -80,6 +80,7 @@ class ModelMeta:
     release: str
     manifest_sha256: str
     normalize: str = "imagenet"
+    boxes: bool = False  # the network has a box head (training.localize); older files have none
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -97,6 +98,7 @@ class ModelMeta:
             release=release,
             manifest_sha256=manifest_sha256,
             normalize=config.normalize,
+            boxes=config.boxes,
         )
 
     @classmethod
@@ -111,6 +113,7 @@ class ModelMeta:
             release=str(data.get("release", "")),
             manifest_sha256=str(data.get("manifest_sha256", "")),
             normalize=str(data.get("normalize", "imagenet")),
+            boxes=bool(data.get("boxes", False)),
         )
 
 

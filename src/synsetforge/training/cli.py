@@ -39,6 +39,13 @@ class Fit(StrEnum):
     stretch = "stretch"
 
 
+class BoxChoice(StrEnum):
+    auto = "auto"
+    head = "head"
+    centre = "centre"
+    whole = "whole"
+
+
 class Mode(StrEnum):
     linear = "linear"
     finetune = "finetune"
@@ -124,6 +131,16 @@ def train_command(
     weights: Annotated[
         Path | None, typer.Option("--weights", help="Start from torchvision-layout weights (.pth).")
     ] = None,
+    boxes: Annotated[
+        bool | None,
+        typer.Option(
+            "--boxes/--no-boxes",
+            help="Also train a box head on the release's train boxes (localization; default off).",
+        ),
+    ] = None,
+    box_weight: Annotated[
+        float | None, typer.Option("--box-weight", help="Weight of the box loss (default 1).")
+    ] = None,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = None,
     out: Annotated[
@@ -157,6 +174,8 @@ def train_command(
         "crop_scale": (min_crop, 1.0) if min_crop is not None else None,
         "normalize": normalize,
         "seed": seed,
+        "boxes": boxes,
+        "box_weight": box_weight,
     }
     with Project.open(project) as p:
         if resume:
@@ -205,8 +224,13 @@ def train_command(
         console.print(
             f"done in {result.seconds:.0f} s: val top-1 error {final.get('top1_error', float('nan')):.2%}, "
             f"top-5 error {final.get('top5_error', float('nan')):.2%} on {result.val_images} images "
-            f"(chance {1 - 1 / len(result.classes):.0%} / {max(0.0, 1 - 5 / len(result.classes)):.0%}); "
-            f"weights in {result.run_dir / 'model.pt'}"
+            f"(chance {1 - 1 / len(result.classes):.0%} / {max(0.0, 1 - 5 / len(result.classes)):.0%})"
+            + (
+                f", localization error {final['localization_error']:.2%} on {final['n_boxed']} boxed images"
+                if final.get("n_boxed")
+                else ""
+            )
+            + f"; weights in {result.run_dir / 'model.pt'}"
         )
         console.print(f"next: synsetforge predict --run {result.run_dir} --challenge CHALLENGE --submit")
 
@@ -220,6 +244,14 @@ def predict_command(
         FileFormat, typer.Option("--format", help="Submission file format.")
     ] = FileFormat.ilsvrc,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the file here.")] = None,
+    boxes: Annotated[
+        BoxChoice,
+        typer.Option(
+            "--boxes",
+            help="Localization: each guess's box from the box head, a centred box of the median train-box "
+            "size, or the whole image (auto: head when the network has one, else whole).",
+        ),
+    ] = BoxChoice.auto,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = None,
     project: ProjectOpt = None,
@@ -241,6 +273,7 @@ def predict_command(
             submit_as=who,
             workers=workers,
             log=lambda m: console.print(m, markup=False),
+            boxes=boxes.value,
         )
         if output is not None:
             output.write_bytes(result.file)

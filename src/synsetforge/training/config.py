@@ -98,6 +98,8 @@ class TrainConfig:
     decay_norm_and_bias: bool = True
     seed: int = 0
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    boxes: bool = False  # train a box head on the release's train boxes too (training.localize)
+    box_weight: float = 1.0  # weight of the box loss against the classification loss
 
     def __post_init__(self) -> None:
         problems = []
@@ -123,6 +125,8 @@ class TrainConfig:
             problems.append(f"--normalize must be imagenet or image, got {self.normalize!r}")
         if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             problems.append(f"--min-crop must be within (0, 1], got {self.crop_scale[0]}")
+        if not 0 < self.box_weight < 1000:
+            problems.append(f"--box-weight must be within (0, 1000), got {self.box_weight}")
         if problems:
             raise InputError("; ".join(problems))
 

@@ -125,11 +125,16 @@ def evaluate(
     logits, kept = run_eval(
         model, images, rows, size, device, batch_size=batch_size, pool=pool, normalize=normalize
     )
-    if len(kept) == 0:
+    return scores_of(logits, labels[kept])
+
+
+def scores_of(logits: np.ndarray, labels: np.ndarray) -> EvalResult:
+    """Top-1/top-5 error and cross-entropy of logits [n, K] against labels [n]."""
+    if len(labels) == 0:
         return EvalResult(
             float("nan"), float("nan"), float("nan"), 0, np.empty((0, 5), np.int64), np.empty(0, bool)
         )
-    y = torch.from_numpy(labels[kept])
+    y = torch.from_numpy(labels)
     t = torch.from_numpy(logits)
     loss = float(F.cross_entropy(t, y))
     k = min(5, t.shape[1])
@@ -140,7 +145,7 @@ def evaluate(
         top1_error=float(1 - correct1.mean()),
         top5_error=float(1 - correct5.mean()),
         loss=loss,
-        n=len(kept),
+        n=len(labels),
         top5=top.numpy(),
         correct1=correct1,
     )

@@ -18,7 +18,13 @@ from typing import Literal
 import numpy as np
 import torch
 
-from synsetforge.benchmark.challenge import anonymous_test_images, get_challenge, image_blobs, val_items
+from synsetforge.benchmark.challenge import (
+    ChallengeInfo,
+    anonymous_test_images,
+    get_challenge,
+    image_blobs,
+    val_items,
+)
 from synsetforge.benchmark.data import ClassList, Submission
 from synsetforge.benchmark.formats import format_classic_submission, format_kaggle_submission
 from synsetforge.errors import InputError
@@ -28,6 +34,9 @@ from synsetforge.training.checkpoint import ModelMeta, load_model_file, load_wei
 from synsetforge.training.engine import cpu_threads, pick_device, run_eval
 from synsetforge.training.loader import DecodedImages, cache_dir, decoding_pool
 from synsetforge.training.models import Classifier, build_model
+
+BoxSource = Literal["auto", "head", "centre", "whole"]
+BOX_SOURCES = ("auto", "head", "centre", "whole")
 
 
 @dataclass
@@ -42,12 +51,18 @@ class Prediction:
     file: bytes
     format: str
     submission_id: int | None = None
+    box_source: str | None = None  # localization: "head", "centre" or "whole" (how each guess got its box)
+    val_localization_error: float | None = None
 
 
 def load_run_model(run: Path, device: torch.device) -> tuple[ModelMeta, Classifier]:
     """The finished network of a run folder, in eval mode on `device`."""
     meta, state, _ = load_model_file(run)
     model = build_model(meta.arch, len(meta.classes), **meta.model_kwargs)
+    if meta.boxes:
+        from synsetforge.training.localize import add_box_head
+
+        add_box_head(model)
     load_weights(model, state, run)
     return meta, model.to(device).eval()
 
@@ -71,14 +86,23 @@ def predict(
     submit_as: tuple[str, str] | None = None,
     workers: int | None = None,
     log: Callable[[str], None] | None = None,
+    boxes: BoxSource = "auto",
 ) -> Prediction:
-    """Top-5 guesses for the challenge's test images (and its public val score); submit when `submit_as`."""
+    """Top-5 guesses for the challenge's test images (and its public val score); submit when `submit_as`.
+
+    In a localization challenge every guess carries a box (`boxes`): ``head`` the network's box head
+    (`train --boxes`), ``centre`` a centred box of the median train-box size of the challenge's release
+    (a baseline that knows no image), ``whole`` the whole image; ``auto`` is ``head`` when the network
+    has a box head, else ``whole``.
+    """
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
     dev = pick_device(device)
     torch.set_num_threads(cpu_threads())
     meta, model = load_run_model(run, dev)
     info = get_challenge(project, challenge)
+    localization = info.settings.task == "localization"
+    box_source = _box_source(boxes, meta, localization)
     position = {c: i for i, c in enumerate(meta.classes)}
     unknown = [c for c in info.classes if c not in position]
     if unknown:
@@ -100,14 +124,22 @@ def predict(
         raise InputError(f"{len(missing)} test images have no stored bytes (e.g. image id {missing[0]})")
     with decoding_pool(workers) as pool:
 
-        def guesses(blobs: list[str]) -> tuple[np.ndarray, np.ndarray]:
-            """Top-5 challenge classes of images decoded like the run's val images, and the rows that
-            could be decoded."""
+        def guesses(blobs: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            """Top-5 challenge classes of images decoded like the run's val images, the rows that could
+            be decoded, and (box head) each kept row's box in the eval input's unit frame."""
             images = DecodedImages(project.blobs, blobs, size, meta.fit, cache_dir=cache_dir(project.root))
             rows = np.arange(len(blobs))
             if not images.streaming:
                 images.fill(pool)
                 rows = images.ok_rows()
+            if box_source == "head":
+                from synsetforge.training.localize import run_localize
+
+                logits, unit, kept = run_localize(
+                    model, images, rows, meta.image_size, dev, pool=pool, normalize=meta.normalize
+                )
+                logits[:, ~mask.numpy()] = -np.inf
+                return _top5(logits, model_to_challenge), kept, unit
             logits, kept = run_eval(
                 model,
                 images,
@@ -118,27 +150,36 @@ def predict(
                 pool=pool,
                 normalize=meta.normalize,
             )
-            return _top5(logits, model_to_challenge), kept
+            return _top5(logits, model_to_challenge), kept, None
 
         val_top1 = val_top5 = None
         usable_vals = [(n, i, c) for n, i, c in vals if i in keys]
+        val_loc = None
         if usable_vals:
-            top5, kept = guesses([keys[i] for _, i, _ in usable_vals])
+            top5, kept, val_unit = guesses([keys[i] for _, i, _ in usable_vals])
             truth = np.asarray([info.classes.index(c) for _, _, c in usable_vals])[kept]
             val_top1 = float(np.mean(top5[:, 0] != truth))
             val_top5 = float(np.mean(~(top5 == truth[:, None]).any(axis=1)))
             say(f"val: top-1 error {val_top1:.2%}, top-5 error {val_top5:.2%} on {len(kept)} images")
-        labels, kept = guesses([keys[i] for _, i in tests])
+            if localization:
+                kept_vals = [usable_vals[k] for k in kept]
+                val_loc = _val_localization(project, info, meta, box_source, kept_vals, top5, truth, val_unit)
+                if val_loc is not None:
+                    err, n_boxed = val_loc
+                    say(
+                        f"val: localization error {err:.2%} on {n_boxed} images with boxes ({box_source} box)"
+                    )
+        labels, kept, unit = guesses([keys[i] for _, i in tests])
         if len(kept) != len(tests):
             raise InputError(
                 f"{len(tests) - len(kept)} test images cannot be decoded; the challenge's data is damaged"
             )
-    localization = info.settings.task == "localization"
-    boxes = None
-    if localization:  # no box head yet: the whole image as every guess's box
-        whole = np.asarray([_whole_box(project, i) for _, i in tests], dtype=np.float64)
-        boxes = np.where((labels >= 0)[..., None], whole[:, None, :], np.nan)
-    sub = Submission(tuple(name for name, _ in tests), labels, boxes)
+    guess_boxes = None
+    if localization:
+        sizes = image_sizes(project, [i for _, i in tests])
+        one = _image_boxes(project, info, meta, box_source, sizes, unit)
+        guess_boxes = np.where((labels >= 0)[..., None], one[:, None, :], np.nan)
+    sub = Submission(tuple(name for name, _ in tests), labels, guess_boxes)
     if file_format == "kaggle":
         data = format_kaggle_submission(sub, ClassList(info.classes), boxes=localization)
     else:
@@ -146,6 +187,9 @@ def predict(
     result = Prediction(
         info.name, run, len(tests), val_top1, val_top5, len(vals), time.perf_counter() - t0, data, file_format
     )
+    if localization:
+        result.box_source = box_source
+        result.val_localization_error = val_loc[0] if val_loc is not None else None
     say(f"test: 5 guesses for each of {len(tests)} images in {result.seconds:.1f} s")
     if submit_as is not None:
         from synsetforge.baselines.classical import account_id
@@ -157,10 +201,107 @@ def predict(
     return result
 
 
-def _whole_box(project: Project, image_id: int) -> list[int]:
+def _box_source(choice: str, meta: ModelMeta, localization: bool) -> str | None:
+    """Where each guess's box comes from; None in a classification challenge (no boxes)."""
+    if choice not in BOX_SOURCES:
+        raise InputError(f"--boxes must be one of {', '.join(BOX_SOURCES)}, got {choice!r}")
+    if not localization:
+        if choice != "auto":
+            raise InputError(f"--boxes {choice}: this challenge scores classification, not localization")
+        return None
+    if choice == "auto":
+        return "head" if meta.boxes else "whole"
+    if choice == "head" and not meta.boxes:
+        raise InputError("this network has no box head (train it with --boxes); use --boxes centre or whole")
+    return choice
+
+
+def image_sizes(project: Project, image_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(widths, heights) of the stored images, the frame a challenge's boxes are scored in."""
+    from sqlalchemy import select
+
     from synsetforge.store import schema
 
+    found: dict[int, tuple[int, int]] = {}
     with project.session() as s:
-        image = s.get(schema.Image, image_id)
-        assert image is not None
-        return [0, 0, int(image.width or 1) - 1, int(image.height or 1) - 1]
+        for start in range(0, len(image_ids), 500):
+            chunk = image_ids[start : start + 500]
+            rows = s.execute(
+                select(schema.Image.id, schema.Image.width, schema.Image.height, schema.Image.blob).where(
+                    schema.Image.id.in_(chunk)
+                )
+            )
+            for image_id, width, height, blob in rows:
+                found[int(image_id)] = (
+                    (int(width), int(height)) if width and height else _blob_size(project, blob)
+                )
+    w = np.asarray([found[i][0] for i in image_ids], dtype=np.int64)
+    h = np.asarray([found[i][1] for i in image_ids], dtype=np.int64)
+    return w, h
+
+
+def _blob_size(project: Project, blob: str | None) -> tuple[int, int]:
+    import io
+
+    from PIL import Image
+
+    if not blob:
+        return 1, 1
+    with Image.open(io.BytesIO(project.blobs.get(blob))) as im:
+        return im.width, im.height
+
+
+def _image_boxes(
+    project: Project,
+    info: ChallengeInfo,
+    meta: ModelMeta,
+    box_source: str | None,
+    sizes: tuple[np.ndarray, np.ndarray],
+    unit: np.ndarray | None,
+) -> np.ndarray:
+    """One inclusive pixel box per image [n, 4] in its stored image's frame, from `box_source`."""
+    from synsetforge.training.localize import centre_boxes, to_image_boxes
+
+    w, h = sizes
+    if box_source == "head":
+        assert unit is not None
+        side = decoded_size(meta.image_size, meta.crop_ratio)
+        return to_image_boxes(unit, w, h, side, meta.image_size, meta.fit)
+    if box_source == "centre":
+        return centre_boxes(w, h, _release_box_share(project, info))
+    return np.stack([np.zeros_like(w), np.zeros_like(h), w - 1, h - 1], axis=1).astype(np.float64)
+
+
+def _release_box_share(project: Project, info: ChallengeInfo) -> tuple[float, float]:
+    """The centre box's size: the median of the challenge release's train boxes (largest per image)."""
+    from synsetforge.training.data import open_release
+    from synsetforge.training.localize import split_boxes, typical_box_share
+
+    data = open_release(
+        project, info.release, classes=list(info.classes), splits=("train",), require_train=False
+    )
+    return typical_box_share(split_boxes(project, data, data.split("train")))
+
+
+def _val_localization(
+    project: Project,
+    info: ChallengeInfo,
+    meta: ModelMeta,
+    box_source: str | None,
+    vals: list[tuple[str, int, str]],
+    top5: np.ndarray,
+    truth: np.ndarray,
+    unit: np.ndarray | None,
+) -> tuple[float, int] | None:
+    """(localization error, images) on the val images that have boxes in the challenge's release."""
+    from synsetforge.training.localize import boxes_by_image, localization_hits
+
+    by_image = boxes_by_image(project, info.release, "val", list(info.classes))
+    gt = [[b[1:] for b in by_image.get(i, []) if b[0] == truth[k]] for k, (_, i, _) in enumerate(vals)]
+    have = np.asarray([bool(g) for g in gt], dtype=bool)
+    if not have.any():
+        return None
+    sizes = image_sizes(project, [i for _, i, _ in vals])
+    one = _image_boxes(project, info, meta, box_source, sizes, unit)
+    hits = localization_hits(top5[have], truth[have], one[have], [g for g in gt if g])
+    return 1 - float(hits.mean()), int(have.sum())

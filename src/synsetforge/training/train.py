@@ -39,6 +39,7 @@ from synsetforge.training.augment import (
     step_generator,
     train_transform,
 )
+from synsetforge.training.boxgeom import augment_boxes, box_loss
 from synsetforge.training.checkpoint import (
     CHECKPOINT,
     FORMAT,
@@ -53,9 +54,16 @@ from synsetforge.training.checkpoint import (
     save_model,
 )
 from synsetforge.training.config import TrainConfig
-from synsetforge.training.data import Samples, open_release
+from synsetforge.training.data import ReleaseData, Samples, open_release
 from synsetforge.training.engine import EvalResult, autocast, cpu_threads, evaluate, pick_device
 from synsetforge.training.loader import DecodedImages, cache_dir, decoding_pool
+from synsetforge.training.localize import (
+    Localizer,
+    SplitBoxes,
+    add_box_head,
+    evaluate_localization,
+    split_boxes,
+)
 from synsetforge.training.models import Classifier, build_model, load_torchvision_weights
 
 Log = Callable[[str], None]
@@ -136,6 +144,8 @@ class Fitting:
     device: torch.device
     procs: Dist = field(default_factory=Dist)
     pool: concurrent.futures.Executor | None = None
+    train_boxes: np.ndarray | None = None  # float32 [rows of train_images, 4] decoded-frame box, NaN: none
+    val_boxes: SplitBoxes | None = None  # with train_boxes: val localization error after each epoch
 
 
 def make_optimizer(model: Classifier, config: TrainConfig) -> torch.optim.SGD:
@@ -177,10 +187,11 @@ def fit(
         raise InputError(f"--batch-size {global_batch} must be a multiple of the {procs.world} processes")
     local = global_batch // procs.world
     steps = max(1, n // global_batch)
-    net: torch.nn.Module = model
+    boxes = torch.from_numpy(job.train_boxes) if job.train_boxes is not None else None
+    net: torch.nn.Module = Localizer(model) if boxes is not None else model
     if procs.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[job.device.index] if job.device.type == "cuda" else None
+            net, device_ids=[job.device.index] if job.device.type == "cuda" else None
         )
     labels = torch.from_numpy(job.train_labels)
     # float16 autocast (CUDA without bfloat16) needs loss scaling; bfloat16 and float32 do not
@@ -212,7 +223,13 @@ def fit(
             )
             y = labels[torch.from_numpy(rows)].to(job.device, non_blocking=True)
             with autocast(job.device):
-                loss = F.cross_entropy(net(x), y, label_smoothing=cfg.label_smoothing)
+                if boxes is None:
+                    loss = F.cross_entropy(net(x), y, label_smoothing=cfg.label_smoothing)
+                else:
+                    logits, predicted = net(x)
+                    target, weight = augment_boxes(theta, boxes[torch.from_numpy(rows)])
+                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                    loss = loss + cfg.box_weight * box_loss(predicted, target, weight)
             job.optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(job.optimizer)
@@ -237,8 +254,10 @@ def fit(
         seconds = time.perf_counter() - t0
         stats = EpochStats(epoch + 1, _mean_across(loss_sum, loss_n, procs), seen, seconds, lr)
         if job.val_images is not None and len(job.val_rows):
-            result = evaluate_distributed(job, model)
-            stats.val = result.summary()
+            if job.val_boxes is not None and boxes is not None:
+                stats.val = evaluate_boxes_distributed(job, model)
+            else:
+                stats.val = evaluate_distributed(job, model).summary()
         history.append(stats)
         if on_epoch is not None:
             on_epoch(stats)
@@ -290,6 +309,49 @@ def evaluate_distributed(job: Fitting, model: Classifier) -> EvalResult:
         result.top5,
         result.correct1,
     )
+
+
+def evaluate_boxes_distributed(job: Fitting, model: Classifier) -> dict[str, float]:
+    """Val error and localization error (images with boxes) of a network with a box head; under torchrun
+    each process scores its share and the counts are summed."""
+    assert job.val_images is not None and job.val_boxes is not None
+    procs, cfg = job.procs, job.config
+    rows = job.val_rows[procs.rank :: procs.world]
+    got = evaluate_localization(
+        model,
+        job.val_images,
+        rows,
+        job.val_labels,
+        job.val_boxes,
+        cfg.image_size,
+        cfg.fit,
+        job.device,
+        pool=job.pool,
+        normalize=cfg.normalize,
+    )
+    r, n = got.result, got.result.n
+    t = torch.tensor(
+        [
+            (1 - r.top1_error) * n if n else 0.0,
+            (1 - r.top5_error) * n if n else 0.0,
+            r.loss * n if n else 0.0,
+            float(n),
+            float(got.hits),
+            float(got.n_boxed),
+        ],
+        dtype=torch.float64,
+    )
+    if procs.world > 1:
+        dist.all_reduce(t)
+    total, boxed = max(1.0, float(t[3])), float(t[5])
+    return {
+        "top1_error": 1 - float(t[0]) / total,
+        "top5_error": 1 - float(t[1]) / total,
+        "loss": float(t[2]) / total,
+        "n": int(t[3]),
+        "localization_error": 1 - float(t[4]) / boxed if boxed else float("nan"),
+        "n_boxed": int(boxed),
+    }
 
 
 # -- a run on a release -------------------------------------------------------------------------------------
@@ -410,6 +472,8 @@ def train(
     if weights is not None and state is None:
         report = load_torchvision_weights(model, weights)
         say(f"initial weights: {report}")
+    if config.boxes:
+        add_box_head(model)
     if state is not None:
         load_weights(model, state["model"], out / CHECKPOINT)
     model.to(dev)
@@ -438,6 +502,11 @@ def train(
                 project, val_s, config, cache=cache, pool=pool, procs=procs, progress=progress, label="val"
             )
             skipped = {"train": bad_train, "val": bad_val}
+            train_boxes = val_boxes = None
+            if config.boxes:
+                train_boxes, val_boxes = _release_boxes(
+                    project, data, train_s, val_s, train_images.size, config.fit, say
+                )
             if bad_train or bad_val:
                 say(f"skipped {bad_train} train and {bad_val} val images that could not be decoded")
             if len(train_ok) == 0:
@@ -467,6 +536,8 @@ def train(
                 device=dev,
                 procs=procs,
                 pool=pool,
+                train_boxes=train_boxes,
+                val_boxes=val_boxes,
             )
 
             def on_epoch(stats: EpochStats) -> None:
@@ -477,6 +548,11 @@ def train(
                     + (
                         f", val top-1 error {v['top1_error']:.1%}, top-5 error {v['top5_error']:.1%}"
                         if v
+                        else ""
+                    )
+                    + (
+                        f", localization error {v['localization_error']:.1%} ({v['n_boxed']} boxed)"
+                        if v.get("n_boxed")
                         else ""
                     )
                     + f" ({stats.images_per_second:,.0f} images/s, {stats.seconds:.1f} s)"
@@ -521,6 +597,31 @@ def train(
     finally:
         if procs.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _release_boxes(
+    project: Project,
+    data: ReleaseData,
+    train_s: Samples,
+    val_s: Samples,
+    side: int,
+    fit: str,
+    say: Log,
+) -> tuple[np.ndarray, SplitBoxes]:
+    """Box targets of the train rows (largest box, decoded frame) and the val rows' boxes; an InputError
+    when no train image has a box."""
+    tb = split_boxes(project, data, train_s)
+    vb = split_boxes(project, data, val_s)
+    if tb.with_boxes == 0:
+        raise InputError(
+            f"--boxes: release {data.release!r} has no boxes on its train images "
+            "(a release freezes the boxes it was created with: add boxes, then create a new release)"
+        )
+    say(
+        f"boxes: {tb.with_boxes:,} of {len(train_s):,} train images have one (the largest trains the box "
+        f"head), {vb.with_boxes:,} of {len(val_s):,} val images score localization"
+    )
+    return tb.targets(side, fit), vb
 
 
 def _write_run_json(

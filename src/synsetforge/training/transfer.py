@@ -100,6 +100,7 @@ def _pretrained(source: Path, arch: str | None, device: torch.device) -> tuple[C
         if arch is not None and arch != meta.arch:
             raise InputError(f"{source} holds a {meta.arch} network, not a {arch}")
         model = build_model(meta.arch, len(meta.classes), **meta.model_kwargs)
+        state = {k: v for k, v in state.items() if not k.startswith("box_head.")}  # transfer: classes only
         load_weights(model, state, source)
         return model.to(device), meta
     model = build_model(arch, 1000)
