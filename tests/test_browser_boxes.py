@@ -5,6 +5,7 @@ with the keyboard, and both verification grids ticked; every answer is read back
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,6 +162,17 @@ def test_mouse_draws_a_box_and_keys_nudge_its_edges(served: Served, browser: Any
     page.wait_for_url("**/boxes/work?kind=draw&saved=1")
     [(_, *stored)] = served.boxes_of(wid)
     assert stored == want  # images are served at full size: served pixels = stored pixels
+    # keyboard only, on the next image: 'n' puts a box in the middle, its left edge selected
+    w, h, _ = image_frame(page)
+    page.keyboard.press("n")
+    page.keyboard.press("Shift+ArrowLeft")
+    js_round = lambda v: math.floor(v + 0.5)  # noqa: E731 (Math.round, not banker's rounding)
+    assert drawn(page) == [
+        js_round(w / 4) - 10,
+        js_round(h / 4),
+        js_round(3 * w / 4) - 1,
+        js_round(3 * h / 4) - 1,
+    ]
     assert page.errors == []  # no script error on any page
     context.close()
 
