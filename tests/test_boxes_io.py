@@ -347,6 +347,37 @@ def test_cli_import_and_export(tmp_path: Path) -> None:
     )
 
 
+def test_voc_zip_upload_round_trip_and_bad_zips(tmp_path: Path) -> None:
+    """Over HTTP a folder of VOC files travels as a zip: the export's zip imports back as the same boxes."""
+    with make_project(tmp_path / "a") as a:
+        import_boxes(a, DATA / "voc", "voc")
+        app = create_app(a)
+        headers = {"authorization": f"Bearer {app.state.service.create_token('admin')}"}
+        with TestClient(app) as client:
+            exported = client.get(
+                "/api/v1/admin/boxes/export", params={"format": "voc"}, headers=headers
+            ).content
+        expected = coords(a)
+    with make_project(tmp_path / "b") as b:
+        report = import_upload(b, "boxes-voc.zip", exported, "voc")
+        assert (report.files, report.imported, report.skipped) == (2, 3, [])
+        assert coords(b) == expected
+        assert "voc:boxes-voc.zip/Annotations/n01440764/tench_01.xml#object 1" in {r for *_, r in boxes(b)}
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("ok.xml", (DATA / "voc" / "tench_01.xml").read_bytes())
+            zf.writestr("sub/broken.xml", (DATA / "broken_voc.xml").read_bytes())
+        with pytest.raises(InputError, match=r"^x\.zip/sub/broken\.xml line 6 column"):
+            import_upload(b, "x.zip", buf.getvalue(), "voc")
+        bomb = io.BytesIO()
+        with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("big.xml", b"<annotation>" + b" " * 500_000 + b"</annotation>")
+        assert len(bomb.getvalue()) < 10_000
+        with pytest.raises(InputError, match="unpack to more than the import limit of 100,000 bytes"):
+            import_upload(b, "bomb.zip", bomb.getvalue(), "voc", max_bytes=100_000)
+        assert len(boxes(b)) == 3  # nothing more stored
+
+
 def test_admin_http_import_has_its_own_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A box file is larger than a vote: the crowd app's 64 KiB body limit does not apply, the route's does."""
     doc = json.loads((DATA / "instances_val.json").read_text())

@@ -18,7 +18,9 @@ matched box is written in one transaction. A box identical to one already on the
 
 from __future__ import annotations
 
+import io
 import posixpath
+import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -166,10 +168,49 @@ def import_upload(
     dry_run: bool = False,
     max_bytes: int = MAX_IMPORT_BYTES,
 ) -> ImportReport:
-    """Import the boxes of an uploaded file's bytes (`name` is what origin_ref records)."""
+    """Import the boxes of an uploaded file's bytes (`name` is what origin_ref records); for VOC the bytes
+    may be a zip of XML files (the HTTP stand-in for a folder)."""
     name = posixpath.basename(_clean(name).replace("\\", "/")) or "upload"
+    if fmt == "voc" and data[:4] == b"PK\x03\x04":
+        records, files = _voc_zip(name, data, max_bytes)
+        return store_records(
+            project, records, fmt, name, files=files, mapping=mapping, dry_run=dry_run, folder=True
+        )
     records = parse_bytes(name, data, fmt, max_bytes=max_bytes)
     return store_records(project, records, fmt, name, files=1, mapping=mapping, dry_run=dry_run)
+
+
+def _voc_zip(name: str, data: bytes, max_bytes: int) -> tuple[list[RawBox], int]:
+    """The records of every ``*.xml`` member of a zip, with the same limits as a folder."""
+    if len(data) > max_bytes:
+        raise InputError(f"{name}: {len(data):,} bytes is over the import limit of {max_bytes:,} bytes")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = sorted(
+            (i for i in archive.infolist() if not i.is_dir() and i.filename.lower().endswith(".xml")),
+            key=lambda i: i.filename,
+        )
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise InputError(f"{name}: not a readable zip archive: {exc}") from None
+    if not members:
+        raise InputError(f"{name}: the zip holds no .xml files")
+    if len(members) > MAX_VOC_FILES:
+        raise InputError(f"{name}: more than {MAX_VOC_FILES:,} XML files; import it in parts")
+    if sum(i.file_size for i in members) > max_bytes:
+        raise InputError(f"{name}: the XML files unpack to more than the import limit of {max_bytes:,} bytes")
+    records: list[RawBox] = []
+    with archive:
+        for info in members:
+            member = _clean(info.filename)
+            try:
+                with archive.open(info) as f:
+                    content = f.read(info.file_size + 1)
+            except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
+                raise InputError(f"{name}: {member}: cannot be read from the zip: {exc}") from None
+            if len(content) > info.file_size:
+                raise InputError(f"{name}: {member}: larger than the zip says")
+            records.extend(_with_file(PARSERS["voc"](f"{name}/{member}", content), member))
+    return records, len(members)
 
 
 # -- matching ---------------------------------------------------------------------------------------

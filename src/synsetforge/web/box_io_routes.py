@@ -117,7 +117,9 @@ async def _read(request: Request, limit: int) -> tuple[bytes, str | None]:
 async def import_boxes_route(
     request: Request,
     _: Admin,
-    format: Annotated[BoxFormat, Query(description="coco, voc (one XML file) or ilsvrc-csv")],
+    format: Annotated[
+        BoxFormat, Query(description="coco, voc (one XML file or a zip of them) or ilsvrc-csv")
+    ],
     name: Annotated[str | None, Query(max_length=200, description="File name for origin_ref")] = None,
     map: Annotated[list[str] | None, Query(max_length=200, description="NAME=SYNSET, repeatable")] = None,
     dry_run: bool = False,
