@@ -345,3 +345,24 @@ def test_iou_uses_inclusive_corners() -> None:
     assert iou([0, 0, 9, 9], [0, 0, 9, 9]) == 1.0
     assert iou([0, 0, 9, 9], [10, 0, 19, 9]) == 0.0
     assert iou([0, 0, 9, 9], [5, 0, 14, 9]) == pytest.approx(50 / 150)
+
+
+def test_parallel_requests_never_share_an_image(project: tuple[Project, dict]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    p, truth = project
+    svc = service(p)
+    svc.enroll()
+    workers = [svc.crowd.invite().worker_id for _ in range(len(truth) + 4)]
+
+    def take(w: int) -> int | None:
+        view = svc.next_task(w, "draw")
+        return view.items[0].image_id if view is not None else None
+
+    with ThreadPoolExecutor(8) as pool:
+        got = [x for x in pool.map(take, workers) if x is not None]
+    assert len(got) == len(set(got)) == len(truth)  # every image once, the extra workers got nothing
+    with p.session() as s:
+        held = s.execute(select(schema.BoxImage.candidate_id, schema.BoxImage.held_task_id)).all()
+        owners = dict(s.execute(select(schema.Task.id, schema.Task.worker_id)).all())
+    assert len({owners[t] for _, t in held}) == len(truth)
