@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from synsetforge.boxes.crowdsim import FOUND_IOU, TIGHT_IOU, SimulatedBoxCrowd, median_box, unboxed
 from synsetforge.boxes.geometry import iou
@@ -79,6 +79,7 @@ class ProtocolResult:
     coverage_votes: int = 0
     decided_boxes: int = 0
     unfinished: int = 0  # images the protocol left open (engine: not covered and not given up)
+    kept: tuple[tuple[Sequence[float], ...], ...] = field(default=(), repr=False)  # per image, in order
 
     @property
     def coverage(self) -> float:
@@ -101,7 +102,7 @@ class ProtocolResult:
         return _share(self.quality_votes, self.decided_boxes)
 
     def as_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {k: v for k, v in asdict(self).items() if k != "score"}
+        out: dict[str, object] = {k: v for k, v in asdict(self).items() if k not in ("score", "kept")}
         out.update(asdict(self.score))
         for name in ("coverage", "iou50_share", "iou70_share", "draw_tasks_per_box", "votes_per_decided_box"):
             value = getattr(self, name)
@@ -123,7 +124,8 @@ def one_drawer(images: Sequence[ImageTruth], crowd: SimulatedBoxCrowd, max_draws
                 break
             kept.append(box)
         pairs.append((image.boxes, kept))
-    return ProtocolResult("one drawer per instance, no verification", score(pairs), tasks)
+    kept_all = tuple(tuple(kept) for _, kept in pairs)
+    return ProtocolResult("one drawer per instance, no verification", score(pairs), tasks, kept=kept_all)
 
 
 def median_drawers(
@@ -147,4 +149,5 @@ def median_drawers(
                 break
             kept.append(median_box(drawn, image.size))
         pairs.append((image.boxes, kept))
-    return ProtocolResult(f"{drawers} drawers per instance, median box", score(pairs), tasks)
+    kept_all = tuple(tuple(kept) for _, kept in pairs)
+    return ProtocolResult(f"{drawers} drawers per instance, median box", score(pairs), tasks, kept=kept_all)

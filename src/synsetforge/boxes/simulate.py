@@ -309,6 +309,7 @@ def engine_result(project: Project, truth: Mapping[int, ImageTruth]) -> tuple[Pr
         coverage_votes=int(votes.get("coverage", 0)),
         decided_boxes=decided,
         unfinished=sum(1 for st in images.values() if st not in ("done", "given_up")),
+        kept=tuple(tuple(kept[cid]) for cid in order),
     )
     return result, order
 
