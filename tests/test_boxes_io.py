@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,13 @@ def make_project(root: Path, db_url: str | None = None) -> Project:
                 )
             )
     return project
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """One SQLite project for tests that must leave it unchanged."""
+    with make_project(tmp_path_factory.mktemp("shared") / "p") as p:
+        yield p
 
 
 def boxes(project: Project) -> set[tuple[str, str, tuple[int, int, int, int], str, str, str | None]]:
@@ -197,13 +205,12 @@ def test_a_name_that_matches_two_images_is_skipped_unless_the_path_tells(tmp_pat
         ("malformed_LOC.csv", "ilsvrc-csv", "malformed_LOC.csv line 3: PredictionString has 4 values"),
     ],
 )
-def test_malformed_file_imports_nothing(tmp_path: Path, path: str, fmt: str, place: str) -> None:
-    with make_project(tmp_path / "p") as p:
-        with pytest.raises(InputError) as err:
-            import_boxes(p, DATA / path, fmt)
-        message = str(err.value)
-        assert message.startswith(place) and "\n" not in message
-        assert boxes(p) == set()
+def test_malformed_file_imports_nothing(shared: Project, path: str, fmt: str, place: str) -> None:
+    with pytest.raises(InputError) as err:
+        import_boxes(shared, DATA / path, fmt)
+    message = str(err.value)
+    assert message.startswith(place) and "\n" not in message
+    assert boxes(shared) == set()
 
 
 @pytest.mark.postgres
