@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from _release_fixtures import jpeg_bytes
 from synsetforge.boxes import cli as boxes_cli
 from synsetforge.boxes.exporting import export_boxes
-from synsetforge.boxes.importing import import_boxes, import_upload
+from synsetforge.boxes.formats import parse_coco
+from synsetforge.boxes.importing import import_boxes, import_upload, to_pixels
 from synsetforge.errors import InputError
 from synsetforge.store import Project, schema
 from synsetforge.web import box_io_routes
@@ -448,3 +449,48 @@ def test_admin_http_import_and_export(tmp_path: Path) -> None:
             r = client.get("/api/v1/admin/boxes/export", params={"format": "coco"}, headers=headers)
             assert r.status_code == 200 and len(r.json()["annotations"]) == 2
             assert "live" in r.headers["x-synsetforge-export"]
+
+
+@pytest.mark.parametrize(
+    ("edges", "file_size", "expected"),
+    [
+        ((10.0, 20.0, 30.0, 40.0), None, ((10, 20, 29, 39), False)),  # edges -> inclusive corners
+        ((-5.0, -5.0, 5.0, 5.0), None, ((0, 0, 4, 4), True)),  # clipped at the top-left
+        ((90.0, 0.0, 120.0, 10.0), None, ((90, 0, 99, 9), True)),  # clipped at the right
+        ((100.0, 0.0, 120.0, 10.0), None, (None, False)),  # wholly outside
+        ((10.0, 10.0, 10.4, 20.0), None, (None, False)),  # under half a pixel wide
+        ((10.0, 5.0, 30.0, 20.0), (50, 25), ((20, 10, 59, 39), False)),  # a half-size copy: doubled
+    ],
+)
+def test_to_pixels(
+    edges: tuple[float, float, float, float],
+    file_size: tuple[int, int] | None,
+    expected: tuple[tuple[int, int, int, int] | None, bool],
+) -> None:
+    assert to_pixels(edges, file_size, (100, 50)) == expected
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ("[]", "x.json: $: expected a JSON object"),
+        ('{"images": [], "annotations": []}', "x.json: categories: expected a list"),
+        ('{"images": [{"id": "1", "file_name": "a.jpg"}], "annotations": [], "categories": []}',
+         'x.json: images[0].id: expected an integer, got "1"'),
+        ('{"images": [{"id": 1, "file_name": ""}], "annotations": [], "categories": []}',
+         "x.json: images[0].file_name: expected a non-empty string"),
+        ('{"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 1, "name": "a"}], '
+         '"annotations": [{"id": 5, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}',
+         "x.json: annotations[0].image_id: no image with id 2 in the file"),
+        ('{"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 1, "name": "a"}], '
+         '"annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, true, 1]}]}',
+         "x.json: annotations[0].bbox: expected [x, y, width, height], four finite numbers"),
+        ('{"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 1, "name": "a"}], '
+         '"annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1e999, 1]}]}',
+         "x.json: annotations[0].bbox: expected [x, y, width, height], four finite numbers"),
+    ],
+)  # fmt: skip
+def test_coco_errors_name_the_json_path(doc: str, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        parse_coco("x.json", doc.encode())
+    assert str(err.value).startswith(message)
