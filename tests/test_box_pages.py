@@ -185,6 +185,16 @@ def test_quality_grid_shows_each_box_and_stores_ticks(env: Env) -> None:
         assert b.worker_id == drawer and b.status == "proposed"
         assert f'<rect class="judged" x="{b.x1}" y="{b.y1}" width="{b.x2 - b.x1 + 1}"' in html
     assert "tight" in html and "gold" not in html.lower()
+    # each tile is cropped around its box (with some of the image around it), so a small box looks large
+    views = [[float(v) for v in m.split()] for m in re.findall(r'class="thumb-svg" viewBox="([^"]+)"', html)]
+    images = [
+        (int(a), int(b))
+        for a, b in re.findall(r'<image href="/img/\d+" x="0" y="0" width="(\d+)" height="(\d+)"', html)
+    ]
+    assert len(views) == len(images) == len(boxes)
+    for (x, y, vw, vh), (iw, ih), b in zip(views, images, [boxes[t] for t in form["ticks"]], strict=True):
+        assert 0 <= x <= b.x1 and 0 <= y <= b.y1 and x + vw >= b.x2 + 1 and y + vh >= b.y2 + 1  # box inside
+        assert vw < iw and vh < ih  # but not the whole image
     good = form["ticks"][0]  # type: ignore[index]
     r = client.post(
         str(form["action"]),

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from synsetforge.boxes.service import BoxService, OtherTaskOpenError
+from synsetforge.boxes.service import BoxItemView, BoxService, OtherTaskOpenError
 from synsetforge.crowd.errors import TaskClosedError, WorkerBlockedError
 from synsetforge.crowd.tokens import csrf_ok, csrf_token
 from synsetforge.errors import NotFoundError, SynsetforgeError
@@ -58,6 +58,21 @@ def boxes_of(request: Request) -> BoxService:
     """The project's BoxService, set up by `create_app`."""
     svc: BoxService = request.app.state.boxes
     return svc
+
+
+def crop_view(item: BoxItemView, margin: float = 0.5, least: float = 24.0) -> str:
+    """The SVG viewBox of a quality tile: the judged box with `margin` of its size around it (at least
+    `least` pixels) inside the image, so a small box is shown large enough to judge its fit."""
+    if item.box is None:
+        return f"0 0 {item.width} {item.height}"
+    x1, y1, x2, y2 = item.box
+    mx = max((x2 - x1 + 1) * margin, least)
+    my = max((y2 - y1 + 1) * margin, least)
+    left, top = max(0.0, x1 - mx), max(0.0, y1 - my)
+    right, bottom = min(float(item.width), x2 + 1 + mx), min(float(item.height), y2 + 1 + my)
+    return " ".join(
+        f"{v:g}" for v in (round(left, 2), round(top, 2), round(right - left, 2), round(bottom - top, 2))
+    )
 
 
 def _kind_or_none(raw: str | None) -> str | None:
@@ -142,7 +157,7 @@ def work(request: Request, kind: str | None = None, saved: str | None = None) ->
         return _render(request, "box_draw.html", **common)
     text = _GRID_TEXT[view.kind]
     heading = f"{text['heading_before']} {view.synset.name}{text['heading_after']}"
-    return _render(request, "box_grid.html", heading_text=heading, **text, **common)
+    return _render(request, "box_grid.html", heading_text=heading, crop=crop_view, **text, **common)
 
 
 class FormError(ValueError):
