@@ -143,7 +143,16 @@ def test_import_voc_folder_as_labelimg_and_cvat_write_it(tmp_path: Path, db_url:
             ("n01440764/tench_01.jpg", TENCH, (199, 149, 399, 299), "import", "good",
              "voc:voc/tench_01.xml#object 2 (difficult,truncated)"),
         }  # fmt: skip
-        assert import_boxes(p, DATA / "voc", "voc").duplicates == 3
+        assert report.per_file() == {
+            "springer_02.xml": {"new": 1, "duplicates": 0, "skipped": 0},
+            "tench_01.xml": {"new": 2, "duplicates": 0, "skipped": 0},
+        }
+        again = import_boxes(p, DATA / "voc", "voc")
+        assert again.duplicates == 3 and again.per_file()["tench_01.xml"] == {
+            "new": 0,
+            "duplicates": 2,
+            "skipped": 0,
+        }
         assert len(boxes(p)) == 3
 
 
@@ -367,6 +376,17 @@ def test_voc_zip_upload_round_trip_and_bad_zips(tmp_path: Path) -> None:
             ).content
         expected = coords(a)
     with make_project(tmp_path / "b") as b:
+        app = create_app(b)
+        headers = {"authorization": f"Bearer {app.state.service.create_token('admin')}"}
+        with TestClient(app) as client:
+            r = client.post(
+                "/api/v1/admin/boxes/import",
+                params={"format": "voc", "name": "boxes-voc.zip", "dry_run": True},
+                content=exported,
+                headers=headers,
+            )
+        assert r.status_code == 200 and r.json()["per_file"]["Annotations/n01440764/tench_01.xml"]["new"] == 2
+        assert boxes(b) == set()  # a dry run stores nothing
         report = import_upload(b, "boxes-voc.zip", exported, "voc")
         assert (report.files, report.imported, report.skipped) == (2, 3, [])
         assert coords(b) == expected

@@ -37,6 +37,14 @@ def print_report(c: Console, report: ImportReport) -> None:
         f"{report.duplicates} already there, {len(report.skipped)} skipped, {report.clipped} clipped to the image",
         markup=False,
     )
+    per_file = report.per_file() if report.files > 1 else {}
+    for name, counts in list(per_file.items())[:SHOWN_SKIPS]:
+        c.print(
+            f"  {name}: {counts['new']} new, {counts['duplicates']} already there, {counts['skipped']} skipped",
+            markup=False,
+        )
+    if len(per_file) > SHOWN_SKIPS:
+        c.print(f"  ... and {len(per_file) - SHOWN_SKIPS} more files", markup=False)
     for skip in report.skipped[:SHOWN_SKIPS]:
         c.print(f"  skipped {skip.place}: {skip.reason}", markup=False)
     if len(report.skipped) > SHOWN_SKIPS:

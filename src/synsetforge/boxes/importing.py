@@ -50,6 +50,7 @@ Box = tuple[int, int, int, int]
 class Skip:
     place: str
     reason: str
+    file: str = ""  # the XML file of a VOC folder or zip
 
 
 @dataclass
@@ -65,6 +66,17 @@ class ImportReport:
     clipped: int = 0
     skipped: list[Skip] = field(default_factory=list)
     dry_run: bool = False
+    new_in: Counter[str] = field(default_factory=Counter)  # per VOC file: boxes added
+    duplicate_in: Counter[str] = field(default_factory=Counter)  # per VOC file: boxes already there
+
+    def per_file(self) -> dict[str, dict[str, int]]:
+        """new / duplicates / skipped per XML file of a VOC import (empty for COCO and CSV)."""
+        files = sorted({*self.new_in, *self.duplicate_in, *(s.file for s in self.skipped)} - {""})
+        skipped = Counter(s.file for s in self.skipped)
+        return {
+            f: {"new": self.new_in[f], "duplicates": self.duplicate_in[f], "skipped": skipped[f]}
+            for f in files
+        }
 
     def reasons(self) -> Counter[str]:
         return Counter(s.reason.split(" (")[0] for s in self.skipped)
@@ -79,6 +91,7 @@ class ImportReport:
             "duplicates": self.duplicates,
             "clipped": self.clipped,
             "skipped": [{"place": s.place, "reason": s.reason} for s in self.skipped],
+            "per_file": self.per_file(),
             "dry_run": self.dry_run,
         }
 
@@ -343,6 +356,10 @@ def to_pixels(
     return (ca, cb, cc, cd), (ca, cb, cc, cd) != (a, b, c, d)
 
 
+def _skip(report: ImportReport, r: RawBox, reason: str) -> None:
+    report.skipped.append(Skip(r.where, reason, r.file))
+
+
 def store_records(
     project: Project,
     records: list[RawBox],
@@ -367,15 +384,15 @@ def store_records(
         matched: list[tuple[RawBox, int, str]] = []
         for r in records:
             if r.skip:
-                report.skipped.append(Skip(r.where, r.skip))
+                _skip(report, r, r.skip)
                 continue
             image_id, why = images.resolve(r.image)
             if image_id is None:
-                report.skipped.append(Skip(r.where, f"{why} ({_clean(r.image.ref)[:120]})"))
+                _skip(report, r, f"{why} ({_clean(r.image.ref)[:120]})")
                 continue
             synset, why = categories.resolve(r.category, r.hint)
             if synset is None:
-                report.skipped.append(Skip(r.where, why))
+                _skip(report, r, why)
                 continue
             matched.append((r, image_id, synset))
         ids = sorted({m[1] for m in matched})
@@ -404,25 +421,25 @@ def store_records(
         for r, image_id, synset in matched:
             options = sorted(cands.get((image_id, synset), ()))
             if not options:
-                report.skipped.append(
-                    Skip(r.where, f"image {image_id} is not a candidate of synset {synset!r}")
-                )
+                _skip(report, r, f"image {image_id} is not a candidate of synset {synset!r}")
                 continue
             ow, oh, w, h = sizes[image_id]
             orig = (ow or w, oh or h)
             if not orig[0] or not orig[1]:
-                report.skipped.append(Skip(r.where, f"image {image_id} has no known size"))
+                _skip(report, r, f"image {image_id} has no known size")
                 continue
             box, clipped = to_pixels(r.edges, r.image.size, (int(orig[0]), int(orig[1])))
             if box is None:
-                report.skipped.append(Skip(r.where, "the box lies outside the image"))
+                _skip(report, r, "the box lies outside the image")
                 continue
             key = (image_id, synset, box)
             if key in existing:
                 report.duplicates += 1
+                report.duplicate_in[r.file] += 1
                 continue
             existing.add(key)
             report.clipped += int(clipped)
+            report.new_in[r.file] += 1
             place = f"{r.place} ({r.note})" if r.note else r.place
             file_ref = f"{ref_name}/{_clean(r.file)}" if folder and r.file else _clean(r.file) or ref_name
             rows.append(

@@ -62,6 +62,7 @@ class ImportOut(BaseModel):
     duplicates: int
     clipped: int
     skipped: list[SkipOut]
+    per_file: dict[str, dict[str, int]]  # VOC: new / duplicates / skipped per XML file
     dry_run: bool
 
 
