@@ -28,7 +28,8 @@ from synsetforge.benchmark.scoring import load_context, parse_file
 from synsetforge.benchmark.worker import drain
 from synsetforge.candidates.sources.synthetic import SHAPES, encode
 from synsetforge.errors import InputError
-from synsetforge.releases import create_release
+from synsetforge.releases import create_release, get_release
+from synsetforge.releases.manifest import iter_items
 from synsetforge.releases.splits import SplitSpec
 from synsetforge.store import Project, schema
 from synsetforge.store.hashes import phash_to_db
@@ -283,3 +284,27 @@ def test_a_network_without_a_box_head_still_loads_and_guesses_whole_images(
     assert first[1:5] == ["0", "0", str(W - 1), str(H - 1)]
     with pytest.raises(InputError, match="no box head"):
         predict(world.project, old, "loc", workers=0, boxes="head")
+
+
+def test_a_localization_challenge_can_leave_out_test_images_without_boxes(tmp_path: Path) -> None:
+    with Project.init(tmp_path / "p", db=None) as project:
+        add_boxed_figures(project, {c: 10 for c in SHAPES_A[:2]})
+        with project.session() as s:  # take the boxes off every third image
+            cands = s.query(schema.Candidate).order_by(schema.Candidate.id).all()
+            unboxed = {c.id for c in cands[::3]}
+            s.query(schema.BoxRow).filter(schema.BoxRow.candidate_id.in_(unboxed)).delete()
+        create_release(
+            project, "r", synsets=list(SHAPES_A[:2]), split=SplitSpec(val=0.2, test=0.5), phash_distance=-1
+        )
+        localization = ChallengeSettings(task="localization")
+        with pytest.raises(InputError, match=r"needs a box on every test image.*--boxed-only"):
+            create_challenge(project, "loc", "r", classes=list(SHAPES_A[:2]), settings=localization)
+        info = create_challenge(
+            project, "loc", "r", classes=list(SHAPES_A[:2]), settings=localization, boxed_only=True
+        )
+        left_out = info.stats["dropped_test_images"]["without_boxes"]
+        tests = list(iter_items(project.blobs, get_release(project, "r").manifest_sha256, "test"))
+        assert left_out == sum(1 for it in tests if not it.boxes) > 0
+        assert info.n_test == sum(1 for it in tests if it.boxes)
+        ctx = load_context(project, "loc")
+        assert ctx.truth.box_offsets is not None and (np.diff(ctx.truth.box_offsets) > 0).all()

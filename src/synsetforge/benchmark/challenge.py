@@ -321,12 +321,15 @@ def create_challenge(
     starts_at: datetime | None = None,
     ends_at: datetime | None = None,
     seed: str | None = None,
+    boxed_only: bool = False,
 ) -> ChallengeInfo:
     """Create a challenge on `release`: classes from a list (file or ids) or the release's leaf synsets.
 
     The release's test split (images of the chosen classes with exactly one of them) becomes the hidden
     test set; its val split stays public. `seed` (default: random) fixes the test-image order and the
-    public/private split; it is kept hidden.
+    public/private split; it is kept hidden. A localization challenge needs a box on every test image;
+    with `boxed_only` test images without one are left out instead (ILSVRC's localization test images all
+    had boxes), counted in ``stats["dropped_test_images"]["without_boxes"]``.
     """
     check_name(name)
     settings = settings or ChallengeSettings()
@@ -341,17 +344,22 @@ def create_challenge(
         counts = _split_counts(s, rel.id)
         class_ids = choose_classes(project, counts, classes=classes, leaves=leaves, min_images=min_images)
         images, dropped = _test_images(s, rel.id, class_ids)
+        boxes = _release_boxes(project, rel, "test", class_ids)
+        if boxed_only and settings.task == "localization":
+            kept = [im for im in images if boxes.get(im[0])]
+            dropped["without_boxes"] = len(images) - len(kept)
+            images = kept
         if len(images) < 2:
             raise InputError(f"the release has only {len(images)} usable test images for these classes")
         images.sort(key=lambda t: (_order_key(seed, t[1]), t[0]))
         anon = [TEST_NAME.format(k) for k in range(1, len(images) + 1)]
-        boxes = _release_boxes(project, rel, "test", class_ids)
         if settings.task == "localization":
             without = [anon[k] for k, (image_id, _, _) in enumerate(images) if not boxes.get(image_id)]
             if without:
                 raise InputError(
                     f"a localization challenge needs a box on every test image; {len(without)} of "
-                    f"{len(images)} test images have none in release {release!r}"
+                    f"{len(images)} test images have none in release {release!r} (--boxed-only leaves "
+                    "them out)"
                 )
         offsets = [0]
         flat: list[list[int]] = []

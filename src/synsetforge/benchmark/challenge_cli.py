@@ -141,6 +141,12 @@ def create_command(
     ] = None,
     max_upload_bytes: Annotated[int, typer.Option("--max-upload-bytes")] = 32 * 1024 * 1024,
     description: Annotated[str, typer.Option("--description")] = "",
+    boxed_only: Annotated[
+        bool,
+        typer.Option(
+            "--boxed-only", help="Localization: leave out test images without a box instead of refusing."
+        ),
+    ] = False,
     project: ProjectOpt = None,
 ) -> None:
     """Create a challenge: non-overlapping classes, hidden anonymised test set, settings."""
@@ -166,6 +172,7 @@ def create_command(
             settings=settings,
             starts_at=_when(starts, "--starts"),
             ends_at=_when(ends, "--ends"),
+            boxed_only=boxed_only,
         )
         _describe(info)
 
