@@ -366,3 +366,26 @@ def test_parallel_requests_never_share_an_image(project: tuple[Project, dict]) -
         held = s.execute(select(schema.BoxImage.candidate_id, schema.BoxImage.held_task_id)).all()
         owners = dict(s.execute(select(schema.Task.id, schema.Task.worker_id)).all())
     assert len({owners[t] for _, t in held}) == len(truth)
+
+
+def test_conflicting_coverage_votes_at_the_cap_send_the_image_back_with_a_fresh_round(
+    project: tuple[Project, dict],
+) -> None:
+    p, truth = project
+    svc = service(p, NO_GOLD.with_(coverage_min_votes=2, coverage_max_votes=2, coverage_grid=1))
+    svc.enroll()
+    with p.session() as s:
+        image = s.scalars(select(schema.BoxImage).where(schema.BoxImage.stage == "draw").limit(1)).one()
+        cid = image.candidate_id
+        x1, y1, x2, y2 = truth[cid][0]
+        s.add(schema.BoxRow(candidate_id=cid, x1=x1, y1=y1, x2=x2, y2=y2, origin="crowd", status="good"))
+        image.stage, image.round = "coverage", 1
+    for answer in ([cid], []):
+        w = svc.crowd.invite().worker_id
+        view = svc.next_task(w, "coverage")
+        assert view is not None and [it.image_id for it in view.items] == [cid]
+        svc.submit(w, view.id, {"covered": answer})
+    with p.session() as s:
+        image = s.get(schema.BoxImage, cid)
+        assert image is not None and image.stage == "draw" and image.round == 2
+        assert image.coverage is not None and 0.05 < image.coverage < 0.995

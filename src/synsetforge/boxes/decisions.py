@@ -6,7 +6,8 @@ the two-coin model underneath the table (`crowd.aggregation.dynamic_consensus`) 
 Each vote moves the log-odds by +-w log(a / (1 - a)), a the worker's accuracy smoothed from their gold
 record (a worker at chance adds nothing; nobody is trusted beyond `accuracy_cap`), w the vote's weight
 (0 for a blocked worker under the exclude policy). Decided when the posterior passes the accept or reject
-level after `min_votes`; at `max_votes` the rule in `BoxSettings` settles it.
+level after `min_votes`; at `max_votes` without either, the answer is no (the box is rejected; the image
+goes back to drawing and its coverage evidence starts afresh, `progress.settle`).
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ def posterior(prior: float, votes: Iterable[tuple[bool, float, float]]) -> float
 @dataclass(frozen=True)
 class Verdict:
     """Where an item stands: `decided` None while more votes are wanted, else True (good / covered) or
-    False; `p` = P(good / covered); `votes` = counted votes (weight > 0)."""
+    False; `p` = P(good / covered); `votes` = counted votes (weight > 0); `capped`: decided False only
+    because `max_votes` was reached without enough confidence either way."""
 
     decided: bool | None
     p: float
     votes: int
+    capped: bool = False
 
     @property
     def confidence(self) -> float:
@@ -80,7 +83,6 @@ def _verdict(
     reject: float,
     min_votes: int,
     max_votes: int,
-    at_cap_likelier: bool,
 ) -> Verdict:
     p = posterior(prior, votes)
     n = sum(1 for _, _, weight in votes if weight > 0)
@@ -88,8 +90,8 @@ def _verdict(
         return Verdict(True, p, n)
     if n >= min_votes and p <= reject:
         return Verdict(False, p, n)
-    if n >= max_votes:
-        return Verdict(p >= 0.5 if at_cap_likelier else False, p, n)
+    if n >= max_votes:  # conflicting votes: not good / not covered (a box is redrawn, an image re-checked)
+        return Verdict(False, p, n, capped=True)
     return Verdict(None, p, n)
 
 
@@ -110,7 +112,6 @@ def box_verdict(s: Session, box_id: int, settings: BoxSettings, blocked_weight: 
         settings.quality_reject,
         settings.quality_min_votes,
         settings.quality_max_votes,
-        at_cap_likelier=False,
     )
 
 
@@ -138,5 +139,4 @@ def coverage_verdict(
         settings.coverage_reject,
         settings.coverage_min_votes,
         settings.coverage_max_votes,
-        at_cap_likelier=True,
     )

