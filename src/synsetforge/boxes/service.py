@@ -351,7 +351,7 @@ class BoxService:
     def _crowd_after_write(self) -> None:
         """After a block re-decided yes/no votes: let the crowd engine run the jobs it queued (outside the
         write lock), where its version has them."""
-        after = getattr(self.crowd, "_after_write", None)
+        after = getattr(self.crowd, "after_write", None) or getattr(self.crowd, "_after_write", None)
         if callable(after):
             after()
 
