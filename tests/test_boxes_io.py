@@ -514,3 +514,16 @@ def test_coco_errors_name_the_json_path(doc: str, message: str) -> None:
     with pytest.raises(InputError) as err:
         parse_coco("x.json", doc.encode())
     assert str(err.value).startswith(message)
+
+
+def test_dry_run_reports_boxes_outside_the_image_and_stores_nothing(shared: Project) -> None:
+    csv = (
+        b"ImageId,PredictionString\nsaw_01,n03000684 700 10 720 20 n03000684 10 10 20 20 n03000684 5 5 4 9\n"
+    )
+    report = import_upload(shared, "loc.csv", csv, "ilsvrc-csv", dry_run=True)
+    assert (report.imported, report.dry_run) == (1, True)
+    assert sorted((s.place, s.reason) for s in report.skipped) == [
+        ("line 2 box 1", "the box lies outside the image (or is under a pixel)"),  # x from 700 on a 640 image
+        ("line 2 box 3", "zero or negative size"),
+    ]
+    assert boxes(shared) == set()

@@ -430,7 +430,7 @@ def store_records(
                 continue
             box, clipped = to_pixels(r.edges, r.image.size, (int(orig[0]), int(orig[1])))
             if box is None:
-                _skip(report, r, "the box lies outside the image")
+                _skip(report, r, "the box lies outside the image (or is under a pixel)")
                 continue
             key = (image_id, synset, box)
             if key in existing:
