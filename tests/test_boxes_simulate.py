@@ -40,8 +40,8 @@ def truth_images(n: int, seed: int = 0) -> list[ImageTruth]:
     for rank in range(1, n + 1):
         scene = syn.plan(seed, syn.ROOT, rank, syn.Settings(precision=1.0))
         if scene.figure is not None:
-            boxes = tuple((b.xmin, b.ymin, b.xmax, b.ymax) for b in scene.boxes)
-            out.append(ImageTruth(rank, (scene.width, scene.height), boxes))  # type: ignore[arg-type]
+            boxes = tuple((float(b.xmin), float(b.ymin), float(b.xmax), float(b.ymax)) for b in scene.boxes)
+            out.append(ImageTruth(rank, (scene.width, scene.height), boxes))
     return out
 
 
@@ -217,6 +217,15 @@ def test_simulation_over_http_reports_what_the_store_holds(tmp_path: Path) -> No
             ):
                 good[int(cid)].append((x1, y1, x2, y2))
             draw_tasks = s.scalar(select(func.count()).where(t.kind == "draw", t.status == "submitted"))
+            v = schema.BoxVote
+            coverage_votes = s.scalar(
+                select(func.count()).select_from(v).join(t, t.id == v.task_id)
+                .where(t.kind == "coverage", v.is_gold.is_(False))
+            )  # fmt: skip
+            quality_votes = s.scalar(
+                select(func.count()).select_from(v).join(b, b.id == v.box_id)
+                .where(v.kind == "quality", v.is_gold.is_(False), b.status != "proposed")
+            )  # fmt: skip
     assert report.run.stopped == "no work"
     # an image can stay open when every worker left has already said "none left" on it in this round
     assert report.engine.unfinished == sum(stage not in ("done", "given_up") for stage in stages)
@@ -232,6 +241,8 @@ def test_simulation_over_http_reports_what_the_store_holds(tmp_path: Path) -> No
     assert e.score.iou50 == sum(x >= 0.5 for x in best)
     assert e.draw_tasks + e.gold_draw_tasks == draw_tasks == report.run.tasks["draw"]
     assert e.score.instances == sum(len(truth[cid]) for cid in images)
+    assert (e.coverage_votes, e.quality_votes) == (coverage_votes, quality_votes)
+    assert e.votes_per_box == pytest.approx((coverage_votes + quality_votes) / len(boxes))
     # the simple protocols ran on the same images
     assert [r.score.images for r in report.baselines] == [len(images)] * 2
     assert [r.score.instances for r in report.baselines] == [e.score.instances] * 2
@@ -251,7 +262,7 @@ def test_cli_simulate_json_and_refusals(tmp_path: Path) -> None:
     r = runner.invoke(
         app,
         ["boxes", "simulate", "-p", str(root), "--add-synthetic", "6", "--workers", "8", "--gold", "2",
-         "--median-drawers", "3", "--median-drawers", "5", "--json"],
+         "--median-drawers", "3", "--median-drawers", "5", "--max-tasks", "30", "--json"],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
@@ -261,3 +272,4 @@ def test_cli_simulate_json_and_refusals(tmp_path: Path) -> None:
         "5 drawers per instance, median box",
     ]
     assert out["protocols"][0]["images"] == 4 and out["crowd"]["workers"] == 8
+    assert out["run"]["stopped"] == "max tasks" and sum(out["run"]["tasks"].values()) == 30

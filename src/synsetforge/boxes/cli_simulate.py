@@ -116,7 +116,7 @@ def print_report(report: BoxSimReport, out: Console | None = None) -> None:
     out.print(report.run.summary())
     table = Table(title="Boxes against ground truth")
     for name in ("protocol", "images", "covered", "boxes", "IoU>=0.5", "IoU>=0.7", "draw tasks/box",
-                 "votes/decided box", "duplicates", "open"):  # fmt: skip
+                 "votes/decided box", "votes/box", "duplicates", "open"):  # fmt: skip
         table.add_column(name, justify="left" if name == "protocol" else "right")
     for r in report.protocols:
         table.add_row(
@@ -128,6 +128,7 @@ def print_report(report: BoxSimReport, out: Console | None = None) -> None:
             _pct(r.iou70_share),
             _num(r.draw_tasks_per_box),
             _num(r.votes_per_decided_box) if r.decided_boxes else "-",
+            _num(r.votes_per_box) if r.decided_boxes else "-",
             str(r.score.duplicates),
             str(r.unfinished),
         )
@@ -135,5 +136,6 @@ def print_report(report: BoxSimReport, out: Console | None = None) -> None:
     e = report.engine
     out.print(
         f"engine: {e.draw_tasks} draw tasks (+{e.gold_draw_tasks} gold), {e.quality_votes} quality votes on "
-        f"{e.decided_boxes} decided boxes, {e.coverage_votes} coverage votes (none-left answers included)"
+        f"{e.decided_boxes} decided boxes, {e.coverage_votes} coverage votes; votes/box = all verification votes "
+        "per accepted box"
     )

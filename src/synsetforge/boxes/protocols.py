@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from synsetforge.boxes.crowdsim import FOUND_IOU, TIGHT_IOU, SimulatedBoxCrowd, median_box, unboxed
+from synsetforge.boxes.crowdsim import FOUND_IOU, TIGHT_IOU, Rect, SimulatedBoxCrowd, median_box, unboxed
 from synsetforge.boxes.geometry import iou
 
 
@@ -26,7 +26,7 @@ class ImageTruth:
 
     candidate_id: int
     size: tuple[int, int]
-    boxes: tuple[tuple[float, float, float, float], ...]
+    boxes: tuple[Rect, ...]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class ProtocolResult:
     draw_tasks: int
     gold_draw_tasks: int = 0
     quality_votes: int = 0
-    coverage_votes: int = 0
+    coverage_votes: int = 0  # votes in coverage tasks ("none left" draw answers are draw tasks)
     decided_boxes: int = 0
     unfinished: int = 0  # images the protocol left open (engine: not covered and not given up)
     kept: tuple[tuple[Sequence[float], ...], ...] = field(default=(), repr=False)  # per image, in order
@@ -99,12 +99,25 @@ class ProtocolResult:
 
     @property
     def votes_per_decided_box(self) -> float:
+        """Quality votes per box the quality votes decided (accepted or rejected)."""
         return _share(self.quality_votes, self.decided_boxes)
+
+    @property
+    def votes_per_box(self) -> float:
+        """Every verification vote (quality and coverage tasks) per kept box: the cost beside drawing."""
+        return _share(self.quality_votes + self.coverage_votes, self.score.boxes)
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {k: v for k, v in asdict(self).items() if k not in ("score", "kept")}
         out.update(asdict(self.score))
-        for name in ("coverage", "iou50_share", "iou70_share", "draw_tasks_per_box", "votes_per_decided_box"):
+        for name in (
+            "coverage",
+            "iou50_share",
+            "iou70_share",
+            "draw_tasks_per_box",
+            "votes_per_decided_box",
+            "votes_per_box",
+        ):
             value = getattr(self, name)
             out[name] = None if value != value else value
         return out

@@ -22,7 +22,7 @@ import httpx
 from sqlalchemy import func, select, update
 
 from synsetforge.boxes import progress
-from synsetforge.boxes.crowdsim import CrowdModel, SimulatedBoxCrowd
+from synsetforge.boxes.crowdsim import CrowdModel, Rect, SimulatedBoxCrowd
 from synsetforge.boxes.gold import gold_from_ground_truth
 from synsetforge.boxes.protocols import ImageTruth, ProtocolResult, median_drawers, one_drawer, score
 from synsetforge.boxes.settings import BoxSettings
@@ -83,9 +83,10 @@ class BoxSimReport:
 # -- ground truth --------------------------------------------------------------------------------------
 
 
-def _served(box: Sequence[int], size: tuple[int, int], orig: tuple[int, int]) -> tuple[float, ...]:
+def _served(box: Sequence[int], size: tuple[int, int], orig: tuple[int, int]) -> Rect:
+    """An original-pixel box in the frame the workers see (as `boxes.geometry.to_served`, unrounded)."""
     if size == orig:
-        return tuple(float(v) for v in box)
+        return (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
     sx, sy = size[0] / orig[0], size[1] / orig[1]
     return (box[0] * sx, box[1] * sy, (box[2] + 1) * sx - 1, (box[3] + 1) * sy - 1)
 
@@ -106,7 +107,7 @@ def load_box_truth(project: Project) -> dict[int, ImageTruth]:
                 continue
             size, orig = (int(w), int(h)), (int(ow or w), int(oh or h))
             truth = tuple(_served(b, size, orig) for b in (boxes or []) if len(b) == 4)
-            out[int(cid)] = ImageTruth(int(cid), size, truth)  # type: ignore[arg-type]
+            out[int(cid)] = ImageTruth(int(cid), size, truth)
     return out
 
 
@@ -280,8 +281,13 @@ def engine_result(project: Project, truth: Mapping[int, ImageTruth]) -> tuple[Pr
                 .group_by(ti.is_gold)
             ).all()
         )
-        votes = dict(
-            s.execute(select(v.kind, func.count()).where(v.is_gold.is_(False)).group_by(v.kind)).all()
+        coverage_votes = int(
+            s.scalar(
+                select(func.count(v.id))
+                .join(t, t.id == v.task_id)
+                .where(v.kind == "coverage", v.is_gold.is_(False), t.kind == "coverage")
+            )
+            or 0
         )
         decided_votes = int(
             s.scalar(
@@ -306,7 +312,7 @@ def engine_result(project: Project, truth: Mapping[int, ImageTruth]) -> tuple[Pr
         draw_tasks=int(draws.get(False, 0)),
         gold_draw_tasks=int(draws.get(True, 0)),
         quality_votes=decided_votes,
-        coverage_votes=int(votes.get("coverage", 0)),
+        coverage_votes=coverage_votes,
         decided_boxes=decided,
         unfinished=sum(1 for st in images.values() if st not in ("done", "given_up")),
         kept=tuple(tuple(kept[cid]) for cid in order),
