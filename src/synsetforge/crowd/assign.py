@@ -2,7 +2,11 @@
 
 Order: synsets still collecting their initial subset first (nothing can be decided without their table),
 then the hardest synsets (most expected votes per image); inside a synset, initial images closest to
-complete, then the open images with the largest expected need. An image is handed out only while the votes
+complete, then the open images with the largest expected need. Everything is read from the incremental
+state (`crowd.tallies`): the synset board from `crowd_synsets`, candidates from `crowd_images` by
+(synset, table cell, hash) with a LIMIT of about twice the grid, so the cost does not grow with the
+synset. Ranking runs on a read snapshot before any lock (`plan_task`); the locked part only re-checks the
+chosen candidates and inserts the task. An image is handed out only while the votes
 it still wants exceed the open tasks that already hold it (one at a time for a dynamic-consensus image, up
 to `initial_votes` for an initial one), and never to a worker who has voted on it.
 
@@ -29,16 +33,9 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from synsetforge.crowd.consensus import (
-    StateCache,
-    SynsetState,
-    TableCache,
-    load_state,
-    playable,
-    private_copy,
-    refresh_stats,
-)
+from synsetforge.crowd.consensus import ImageStats, SynsetState
 from synsetforge.crowd.settings import CrowdSettings
+from synsetforge.crowd.tallies import CELL, StoredTables, SynsetInfo
 from synsetforge.errors import NotFoundError
 from synsetforge.store import schema
 
@@ -89,16 +86,21 @@ def open_task_of(session: Session, worker_id: int, now: datetime) -> int | None:
     )
 
 
-def synset_board(session: Session) -> list[tuple[str, int]]:
-    """(synset, open playable candidates) for every active synset with open images."""
-    c, s = schema.Candidate, schema.Synset
-    rows = session.execute(
-        select(c.synset_id, func.count())
-        .join(s, s.id == c.synset_id)
-        .where(c.decision.is_(None), playable(), s.status != "retired")
-        .group_by(c.synset_id)
-    )
-    return [(sid, int(n)) for sid, n in rows]
+def synset_board(session: Session, settings: CrowdSettings, limit: int | None = None) -> list[SynsetInfo]:
+    """Active synsets with open images, best first, from the per-synset counters (`crowd_synsets`):
+    synsets without a table (initial phase) first, then the hardest (most expected votes per image)."""
+    cs, s = schema.CrowdSynset, schema.Synset
+    rows = session.scalars(
+        select(cs).join(s, s.id == cs.synset_id).where(cs.n_open > 0, s.status != "retired")
+    ).all()
+
+    def key(r: schema.CrowdSynset) -> tuple[int, float, int, str]:
+        if settings.method == "fixed" or r.expected_votes is None:
+            return (0, 0.0, -r.n_open, r.synset_id)
+        return (1, -float(r.expected_votes), -r.n_open, r.synset_id)
+
+    ordered = sorted(rows, key=key)
+    return [SynsetInfo.of(r) for r in (ordered if limit is None else ordered[:limit])]
 
 
 def inflight(session: Session, now: datetime, synset_id: str, ids: list[int] | None = None) -> dict[int, int]:
@@ -115,50 +117,142 @@ def inflight(session: Session, now: datetime, synset_id: str, ids: list[int] | N
     return {cid: int(n) for cid, n in session.execute(q)}
 
 
-def voted_by(session: Session, worker_id: int, synset_id: str) -> set[int]:
-    c, v = schema.Candidate, schema.Vote
-    return set(
-        session.scalars(
-            select(v.candidate_id)
-            .join(c, c.id == v.candidate_id)
-            .where(v.worker_id == worker_id, c.synset_id == synset_id)
+def voted_by(session: Session, worker_id: int, ids: list[int]) -> set[int]:
+    """Which of `ids` the worker has voted on (the unique (candidate, worker) index answers it)."""
+    v = schema.Vote
+    out: set[int] = set()
+    for i in range(0, len(ids), 900):
+        out.update(
+            int(x)
+            for x in session.scalars(
+                select(v.candidate_id).where(v.worker_id == worker_id, v.candidate_id.in_(ids[i : i + 900]))
+            )
         )
-    )
+    return out
 
 
 @dataclass
 class _Choice:
-    synset_id: str
+    synset: SynsetInfo
     state: SynsetState
     ranked: list[int]  # assignable candidates, best first
-    slots: dict[int, int]  # candidate -> votes still wanted minus open tasks
 
 
-def _rank(session: Session, state: SynsetState, worker_id: int, now: datetime) -> _Choice:
-    held = inflight(session, now, state.synset_id)
-    mine = voted_by(session, worker_id, state.synset_id)
-    slots = {}
-    for cid in state.stats:
-        if cid in mine:
-            continue
-        free = state.wanted(cid) - held.get(cid, 0)
-        if free > 0:
-            slots[cid] = free
-    ranked = sorted(slots, key=state.priority)
-    return _Choice(state.synset_id, state, ranked, slots)
+_ROW_COLUMNS = (
+    schema.CrowdImage.candidate_id,
+    schema.CrowdImage.initial,
+    schema.CrowdImage.n_full,
+    schema.CrowdImage.n_counted,
+    schema.CrowdImage.n_all,
+    schema.CrowdImage.yes_w,
+    schema.CrowdImage.no_w,
+    schema.CrowdImage.id_sum,
+    schema.CrowdImage.llr,  # worker-aware (C2)
+)
 
 
-def _synset_order(board: list[tuple[str, int]], settings: CrowdSettings, cache: TableCache) -> list[str]:
-    def key(item: tuple[str, int]) -> tuple[int, float, int, str]:
-        sid, n_open = item
-        if settings.method == "fixed":
-            return (0, 0.0, -n_open, sid)
-        table = cache.peek(sid)
-        if table is None:
-            return (0, 0.0, -n_open, sid)  # initial phase (or not seen by this process yet)
-        return (1, -table.expected_votes(), -n_open, sid)
+def _fetch(session: Session, where: Any, order: Any, limit: int) -> list[Any]:
+    return list(session.execute(select(*_ROW_COLUMNS).where(where).order_by(*order).limit(limit)))
 
-    return [sid for sid, _ in sorted(board, key=key)]
+
+def _rank(
+    session: Session,
+    syn: SynsetInfo,
+    settings: CrowdSettings,
+    tables: StoredTables,
+    worker_id: int,
+    now: datetime,
+    want: int,
+    rng: random.Random,
+) -> _Choice:
+    """Up to about 2 * `want` candidates of the synset that need a vote and that this worker may take.
+
+    Every query is an index range bounded by the grid: the initial images (at most `initial_max`), then
+    the open images of the table's cells, most expected votes first, each cell read from a random point
+    of the hash order (so parallel workers start at different images instead of queueing on the same
+    first ones).
+    """
+    ci = schema.CrowdImage
+    table = tables.get(syn) if syn.expected_votes is not None else None
+    stats: dict[int, ImageStats] = {}
+    initial: set[int] = set()
+    order: list[tuple[tuple[int, float, int], int]] = []
+    target = max(2 * want, want + 4)
+
+    def add(rows: list[Any]) -> list[int]:
+        fresh = []
+        for r in rows:
+            cid = int(r.candidate_id)
+            if cid in stats:
+                continue
+            stats[cid] = ImageStats(
+                cid, None, None, int(r.n_full), int(r.n_counted), int(r.n_all), float(r.yes_w), float(r.no_w),
+                int(r.id_sum), float(r.llr),
+            )  # fmt: skip
+            if r.initial:
+                initial.add(cid)
+            fresh.append(cid)
+        return fresh
+
+    def keep(ids: list[int], state: SynsetState) -> None:
+        if not ids:
+            return
+        mine = voted_by(session, worker_id, ids)
+        held = inflight(session, now, syn.synset_id, ids)
+        for cid in ids:
+            if cid in mine or state.wanted(cid) - held.get(cid, 0) <= 0:
+                continue
+            order.append((state.priority(cid), cid))
+
+    prior = 0.5
+    if settings.method == "worker-aware":  # worker-aware (C2)
+        from synsetforge.crowd import worker_aware
+
+        prior = worker_aware.prior_of(session, syn.synset_id, settings)
+
+    def state_now() -> SynsetState:
+        return SynsetState(syn.synset_id, settings, stats, frozenset(initial), table, prior_good=prior)
+
+    if settings.method == "worker-aware":  # worker-aware (C2): most uncertain open images + a random slice
+        if not worker_aware.takes_tasks(session, worker_id, syn.synset_id, settings):
+            return _Choice(syn, state_now(), [])
+        open_ = (ci.synset_id == syn.synset_id) & ci.cell.is_not(None)
+        keep(add(_fetch(session, open_, (ci.cell, ci.hash), target * 2)), state_now())
+        start = rng.random()
+        rows = _fetch(session, open_ & (ci.hash >= start), (ci.hash,), target * 2)
+        if len(rows) < target * 2:
+            rows += _fetch(session, open_ & (ci.hash < start), (ci.hash,), target * 2 - len(rows))
+        keep(add(rows), state_now())
+        order.sort()
+        return _Choice(syn, state_now(), [cid for _, cid in order])
+
+    if settings.method == "imagenet":
+        add(
+            _fetch(
+                session, (ci.synset_id == syn.synset_id) & ci.initial.is_(True), (ci.candidate_id,), 10_000
+            )
+        )
+        keep(list(stats), state_now())
+    cells = (
+        tables.cells(syn)
+        if settings.method == "imagenet"
+        else sorted(
+            ((y, n) for y in range(settings.fixed_votes + 1) for n in range(settings.fixed_votes + 1 - y)),
+            key=lambda c: (-(c[0] + c[1]), c),
+        )
+    )
+    start = rng.random()
+    for y, n in cells:
+        if len(order) >= target:
+            break
+        cell = (ci.synset_id == syn.synset_id) & (ci.cell == y * CELL + n)
+        need = target - len(order)
+        rows = _fetch(session, cell & (ci.hash >= start), (ci.hash,), need * 2)
+        if len(rows) < need * 2:
+            rows += _fetch(session, cell & (ci.hash < start), (ci.hash,), need * 2 - len(rows))
+        keep(add(rows), state_now())
+    order.sort()
+    return _Choice(syn, state_now(), [cid for _, cid in order])
 
 
 def _pick_gold(
@@ -195,19 +289,20 @@ def _pick_gold(
     return out
 
 
-def _verify(session: Session, best: _Choice, want: int, now: datetime, postgres: bool) -> list[int]:
+def _verify(
+    session: Session, best: _Choice, want: int, now: datetime, postgres: bool, worker_id: int
+) -> list[int]:
     """Up to `want` candidates, best first, that still need a vote *now*, re-read in this transaction.
 
-    The ranking may come from a cached state (`StateCache`), so every candidate handed out is checked
-    fresh: its decision, its votes and the open tasks holding it. On PostgreSQL the rows are first locked
-    in chunks with `FOR NO KEY UPDATE SKIP LOCKED` (no waiting, and no conflict with the key-share locks
-    that inserting votes takes); the checks then run in new statements (READ COMMITTED: they see every
-    assignment committed before the lock), and FOR UPDATE returns the latest committed decision. If
-    everything left was locked by others at that instant, try again shortly rather than tell the worker
-    there is no work. On SQLite the transaction holds the database's write lock, so plain reads are exact.
+    The ranking comes from a read snapshot taken before the locks, so every candidate handed out is
+    checked fresh: its decision, its tallies and the open tasks holding it. On PostgreSQL the rows are
+    first locked in chunks with `FOR NO KEY UPDATE SKIP LOCKED` (no waiting, and no conflict with the
+    key-share locks that inserting votes takes); the checks then run in new statements (READ COMMITTED:
+    they see every assignment committed before the lock). If everything left was locked by others at that
+    instant, try again shortly rather than tell the worker there is no work. On SQLite the transaction
+    holds the database's write lock, so plain reads are exact.
     """
-    c = schema.Candidate
-    state = private_copy(best.state)
+    c, ci = schema.Candidate, schema.CrowdImage
     picked: list[int] = []
     for attempt in range(5 if postgres else 1):
         skipped = False
@@ -220,12 +315,25 @@ def _verify(session: Session, best: _Choice, want: int, now: datetime, postgres:
                 q = q.with_for_update(skip_locked=True, key_share=True)
             rows = session.execute(q).all()
             skipped = skipped or len(rows) < len(pool)
-            open_ = {int(cid) for cid, decision in rows if decision is None}
-            # Open tasks first, votes second: a submission committing in between is then counted twice
+            open_ = sorted(int(cid) for cid, decision in rows if decision is None)
+            # Open tasks first, tallies second: a submission committing in between is then counted twice
             # (held and voted), never zero times, so the worst case is one slot left unused for a moment.
-            held = inflight(session, now, best.synset_id, sorted(open_))
-            refresh_stats(session, state, open_, {int(cid): decision for cid, decision in rows})
-            picked += [x for x in pool if x in open_ and state.wanted(x) - held.get(x, 0) > 0]
+            held = inflight(session, now, best.synset.synset_id, open_)
+            mine = voted_by(session, worker_id, open_)
+            fresh = {
+                int(r.candidate_id): r
+                for r in session.execute(select(*_ROW_COLUMNS).where(ci.candidate_id.in_(open_)))
+            }
+            stats = {
+                cid: ImageStats(cid, None, None, int(r.n_full), int(r.n_counted), int(r.n_all), float(r.yes_w),
+                                float(r.no_w), int(r.id_sum))
+                for cid, r in fresh.items()
+            }  # fmt: skip
+            initial = frozenset(cid for cid, r in fresh.items() if r.initial)
+            state = SynsetState(best.synset.synset_id, best.state.settings, stats, initial, best.state.table)
+            picked += [
+                x for x in pool if x in stats and x not in mine and state.wanted(x) - held.get(x, 0) > 0
+            ]
             if len(picked) >= want:
                 return picked[:want]
         if picked or not skipped:
@@ -245,63 +353,78 @@ def gold_quota(settings: CrowdSettings, gold_answered: int) -> int:
     return max(settings.gold_per_task, min(probation, settings.grid_size // 2))
 
 
-def assign_task(
+@dataclass
+class Plan:
+    """The outcome of ranking (outside the write lock): the chosen synset and its ranked candidates."""
+
+    choice: _Choice
+    n_gold: int
+
+
+def plan_task(
     session: Session,
     worker_id: int,
     settings: CrowdSettings,
-    cache: TableCache,
-    now: datetime | None = None,
-    rng: random.Random | None = None,
-    states: StateCache | None = None,
-) -> int | None:
-    """Create the worker's next task and return its id (None when nothing needs this worker now).
-
-    The caller has locked the worker (`lock_worker`) in the same transaction and checked that they are
-    active and hold no open task.
-    """
-    now = now or datetime.now(UTC)
-    rng = rng or random.Random()
-    postgres = session.get_bind().dialect.name == "postgresql"
-    worker = session.get(schema.Worker, worker_id)
-    n_gold = gold_quota(settings, worker.gold_total if worker is not None else 0)
+    tables: StoredTables,
+    now: datetime,
+    rng: random.Random,
+    gold_answered: int,
+) -> Plan | None:
+    """Rank candidates for the worker's next task from a read snapshot (no locks held)."""
+    n_gold = gold_quota(settings, gold_answered)
     want = settings.grid_size - n_gold
     enough = max(1, want // 2)
     best: _Choice | None = None
-    for sid in _synset_order(synset_board(session), settings, cache)[:SCAN_SYNSETS]:
-        state = states.get(sid) if states is not None else None
-        choice = _rank(session, state, worker_id, now) if state is not None else None
-        if choice is None or len(choice.ranked) < enough:  # not cached, or cached before work appeared
-            state = load_state(session, sid, settings, cache)
-            if states is not None:
-                states.put(state)
-            choice = _rank(session, state, worker_id, now)
+    for syn in synset_board(session, settings, SCAN_SYNSETS):
+        choice = _rank(session, syn, settings, tables, worker_id, now, settings.grid_size, rng)
         if best is None or len(choice.ranked) > len(best.ranked):
             best = choice
         if len(choice.ranked) >= enough:
             break
     if best is None or not best.ranked:
         return None
+    return Plan(best, n_gold)
 
-    gold = _pick_gold(session, worker_id, best.synset_id, n_gold, rng)
-    want = settings.grid_size - len(gold)  # regular images fill in for gold the synset lacks
-    picked = _verify(session, best, want, now, postgres)
-    if (
-        len(picked) < min(enough, len(best.ranked))
-        and states is not None
-        and states.get(best.synset_id) is best.state
-    ):
-        # the cached ranking was stale (its front-runners got their votes meanwhile): rank afresh once
-        states.drop(best.synset_id)
-        fresh = _rank(session, load_state(session, best.synset_id, settings, cache), worker_id, now)
-        states.put(fresh.state)
-        picked = _verify(session, fresh, want, now, postgres)
-        best = fresh
+
+def assign_task(
+    session: Session,
+    worker_id: int,
+    settings: CrowdSettings,
+    tables: StoredTables,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+    plan: Plan | None = None,
+) -> int | None:
+    """Create the worker's next task and return its id (None when nothing needs this worker now).
+
+    The caller has locked the worker (`lock_worker`) in the same transaction and checked that they are
+    active and hold no open task. `plan` is a ranking made before the lock (`plan_task`); without one, or
+    when its front-runners were taken meanwhile, the ranking is made here.
+    """
+    now = now or datetime.now(UTC)
+    rng = rng or random.Random()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    worker = session.get(schema.Worker, worker_id)
+    gold_answered = worker.gold_total if worker is not None else 0
+    picked: list[int] = []
+    gold: list[int] = []
+    for attempt in range(2):
+        if plan is None or attempt == 1:
+            plan = plan_task(session, worker_id, settings, tables, now, rng, gold_answered)
+            if plan is None:
+                return None
+        best = plan.choice
+        gold = _pick_gold(session, worker_id, best.synset.synset_id, plan.n_gold, rng)
+        want = settings.grid_size - len(gold)  # regular images fill in for gold the synset lacks
+        picked = _verify(session, best, want, now, postgres, worker_id)
+        if len(picked) >= min(max(1, want // 2), len(best.ranked)):
+            break
     if not picked:
         return None
-
+    assert plan is not None
     task = schema.Task(
         worker_id=worker_id,
-        synset_id=best.synset_id,
+        synset_id=plan.choice.synset.synset_id,
         kind="verify",
         status="open",
         created_at=now,

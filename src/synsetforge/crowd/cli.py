@@ -94,7 +94,7 @@ def serve(
         console.print("  workers: invite links from `synsetforge workers invite`; admins: /admin/login")
         console.print(f"  API: http://{host}:{port}/api/v1/openapi.json (needs a token)")
         if workers == 1:
-            app_ = create_app(p)
+            app_ = create_app(p, background=True)
             install_server_info(app_, 1)
             uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
             return
@@ -221,7 +221,7 @@ def simulate(
     spammers: Annotated[float, typer.Option(help="Share of spammers (always yes / random).")] = 0.0,
     adversaries: Annotated[float, typer.Option(help="Share of adversaries (flip their answers).")] = 0.0,
     method: Annotated[
-        str, typer.Option(help="Live rule: imagenet (dynamic consensus) or fixed.")
+        str, typer.Option(help="Live rule: imagenet (dynamic consensus), fixed or worker-aware.")
     ] = "imagenet",
     votes: Annotated[int | None, typer.Option(help="Votes per image for --method fixed.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Dynamic consensus threshold.")] = None,
@@ -266,6 +266,12 @@ def print_simulation(sim: object, settings: CrowdSettings, out: Console | None =
         if settings.method == "imagenet"
         else f"fixed {settings.fixed_votes}-vote majority"
     )
+    if settings.method == "worker-aware":  # worker-aware (C2)
+        rule = (
+            f"worker-aware, accept at {settings.threshold}, reject at "
+            f"{1 - settings.threshold if reject is None else reject:g}, worker spread >= "
+            f"{settings.worker_min_spread:g}"
+        )
     if sim.gold_added:
         out.print(f"gold: {sim.gold_added} images taken from ground truth")
     out.print(sim.run.summary())

@@ -300,4 +300,5 @@ def import_votes_csv(service: Any, source: Path | str | IO[str]) -> ImportSummar
                 for sid, got in wk.block_worker(s, worker, reason, service.settings).items():
                     touched[sid].update(got)
         changed = service.reevaluate(s, touched)
+    service.after_write()  # rebuilds the import queued (new tables re-decide whole synsets)
     return ImportSummary(len(rows), len(fresh), len(resolved) - len(fresh), new_workers, blocked, changed)

@@ -37,6 +37,7 @@ class SynsetProgress:
     est_precision: float | None
     true_precision: float | None
     expected_votes: float | None  # the synset's hardness, from its confidence table
+    refreshing: bool = False  # a background job is re-deciding the synset with a new table
 
     @property
     def decided(self) -> int:
@@ -138,7 +139,8 @@ def _name(lemmas: list[str], sid: str) -> str:
 
 
 def progress(session: Session, cache: TableCache | None = None) -> list[SynsetProgress]:
-    """One row per synset that has candidates."""
+    """One row per synset that has candidates. `refreshing`: its decisions are being refreshed by a
+    background job (a new table, re-deciding every image), so some may still follow the previous table."""
     c, v, g, gt, s = schema.Candidate, schema.Vote, schema.Gold, schema.GroundTruth, schema.Synset
     counts: dict[str, dict[str | None, int]] = defaultdict(lambda: defaultdict(int))
     for sid, decision, n in session.execute(
@@ -180,11 +182,21 @@ def progress(session: Session, cache: TableCache | None = None) -> list[SynsetPr
     synsets = {
         sid: (lemmas, status) for sid, lemmas, status in session.execute(select(s.id, s.lemmas, s.status))
     }
+    cs = schema.CrowdSynset
+    live = {
+        str(sid): (expected, bool(refreshing) or bool(queued))
+        for sid, expected, refreshing, queued in session.execute(
+            select(cs.synset_id, cs.expected_votes, cs.refreshing, cs.refresh_queued)
+        )
+    }
     out = []
     for sid in sorted(set(counts) | set(gold)):
         lemmas, status = synsets.get(sid, ([], "active"))
         row = counts.get(sid, {})
         table = cache.peek(sid) if cache is not None else None
+        expected, refreshing = live.get(sid, (None, False))
+        if expected is None and table is not None:
+            expected = table.expected_votes()
         counted, excluded = votes.get(sid, (0, 0))
         out.append(
             SynsetProgress(
@@ -201,7 +213,8 @@ def progress(session: Session, cache: TableCache | None = None) -> list[SynsetPr
                 votes_excluded=excluded,
                 est_precision=_float(est.get(sid)),
                 true_precision=_float(truth.get(sid)),
-                expected_votes=table.expected_votes() if table is not None else None,
+                expected_votes=expected,
+                refreshing=refreshing,
             )
         )
     return out

@@ -31,6 +31,7 @@ from synsetforge.crowd.aggregation import DawidSkene, MajorityVote
 from synsetforge.crowd.consensus import load_state, playable
 from synsetforge.crowd.record import DecisionRecord, method_settings, read_record, record_aggregate
 from synsetforge.crowd.service import CrowdService
+from synsetforge.crowd.tallies import resync_open
 from synsetforge.errors import InputError
 from synsetforge.store import schema
 
@@ -387,6 +388,7 @@ def aggregate(service: CrowdService, method: str = "imagenet", *, write: bool = 
         plan = _compute(s, service, method)
         summary = _summarize(s, service, method, plan, read_record(s))
         _write(s, plan.decisions)
+        resync_open(s)  # the live state's open images follow the written decisions
         _write_accuracy(s, plan.accuracy)
         if plan.flagged:
             s.execute(

@@ -12,7 +12,8 @@ import random
 from collections.abc import Mapping
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from synsetforge.crowd.csvio import parse_label
 from synsetforge.errors import InputError, NotFoundError
@@ -32,7 +33,31 @@ def add_gold(project: Project, answers: Mapping[int, bool]) -> int:
             raise NotFoundError(f"{len(missing)} gold candidate id(s) do not exist, e.g. {missing[0]}")
         for cid in ids:
             s.merge(schema.Gold(candidate_id=cid, answer=bool(answers[cid])))
+        leave_live_state(s, ids)
     return len(ids)
+
+
+def leave_live_state(session: Session, ids: list[int]) -> None:
+    """Gold images are not voted on: drop their live tallies (`crowd_images`), fix their synsets' counters
+    and queue a rebuild (the initial subset and the table may change), in the caller's transaction."""
+    from synsetforge.crowd.incremental import request_refresh
+    from synsetforge.crowd.tallies import lock_synset
+
+    ci = schema.CrowdImage
+    rows = session.execute(
+        select(ci.synset_id, ci.candidate_id, ci.cell).where(ci.candidate_id.in_(ids))
+    ).all()
+    by_synset: dict[str, list[tuple[int, bool]]] = {}
+    for sid, cid, cell in rows:
+        by_synset.setdefault(str(sid), []).append((int(cid), cell is not None))
+    for sid in sorted(by_synset):
+        syn = lock_synset(session, sid)
+        gone = by_synset[sid]
+        session.execute(delete(ci).where(ci.candidate_id.in_([cid for cid, _ in gone])))
+        syn.n_playable -= len(gone)
+        syn.n_open -= sum(was_open for _, was_open in gone)
+        request_refresh(session, syn)
+    session.flush()
 
 
 def gold_from_ground_truth(

@@ -4,6 +4,12 @@ The web app and the CLI are thin layers over `CrowdService`; every method is one
 failure (bad payload, expired task, blocked worker) changes nothing. Writes that must not race (assigning
 a task, recording a submission, blocking) go through `write()`, which serializes them on SQLite and relies
 on row locks on PostgreSQL (see `crowd.assign`).
+
+Live consensus is incremental (`crowd.tallies`, `crowd.incremental`): a submit re-decides only its own
+images; table rebuilds and whole-synset re-decisions are jobs in the project's job queue. With
+`background=True` (the web server) a daemon thread runs them; otherwise (tests, the CLI, the simulator's
+in-process server) each write runs the queued jobs itself right after its transaction commits, outside any
+lock, so results are deterministic.
 """
 
 from __future__ import annotations
@@ -15,25 +21,20 @@ import time
 from collections import defaultdict
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from synsetforge.crowd import incremental
 from synsetforge.crowd import workers as wk
-from synsetforge.crowd.assign import as_utc, assign_task, lock_worker, open_task_of, sweep_expired
-from synsetforge.crowd.consensus import (
-    StateCache,
-    TableCache,
-    apply_decisions,
-    load_state,
-    playable,
-    refresh_synset,
-)
+from synsetforge.crowd.assign import as_utc, assign_task, lock_worker, open_task_of, plan_task, sweep_expired
+from synsetforge.crowd.consensus import TableCache, playable
 from synsetforge.crowd.errors import AccessDeniedError, TaskClosedError, WorkerBlockedError
 from synsetforge.crowd.record import record_live
 from synsetforge.crowd.settings import CrowdSettings
+from synsetforge.crowd.tallies import StoredTables
 from synsetforge.crowd.tokens import completion_code
 from synsetforge.errors import InputError, NotFoundError
 from synsetforge.store import schema
@@ -98,16 +99,73 @@ class CrowdService:
     """Crowd verification on one project (see the module docstring)."""
 
     def __init__(
-        self, project: Project, settings: CrowdSettings | None = None, *, seed: int | None = None
+        self,
+        project: Project,
+        settings: CrowdSettings | None = None,
+        *,
+        seed: int | None = None,
+        background: bool = False,
     ) -> None:
         self.project = project
         self.settings = settings or CrowdSettings.from_project(project)
-        self.tables = TableCache()
-        self.states = StateCache()
+        self.tables = TableCache()  # tables built by recomputes from scratch (`crowd aggregate`)
+        self.stored = StoredTables()  # the live tables, as stored in `crowd_synsets`
+        self.background = background
         self._sqlite = project.dialect == "sqlite"
         self._lock = _sqlite_lock(str(project.engine.url)) if self._sqlite else None
         self._last_sweep = 0.0
+        self._checked = False
+        self._check_lock = threading.Lock()
         self._rng = random.Random(seed)  # gold picks and item order; seeded for reproducible simulations
+        self.runner = (
+            incremental.Runner(project, self.settings, self.stored, self.write) if background else None
+        )
+
+    # -- background jobs ----------------------------------------------------------------------------
+
+    def _ensure_checked(self) -> None:
+        """Once per service, before its first task: rows for candidates added since, rebuilds after a
+        settings change or a schema upgrade (backfilled tallies have no table yet)."""
+        if self._checked:
+            return
+        with self._check_lock:  # other threads wait: until then the live state may not exist yet
+            if self._checked:
+                return
+            # Start-up (also for a server: until then no synset may have its live rows): rows for new
+            # candidates, and rebuilds after a settings change or an upgrade, before the first task.
+            if incremental.check_members(self.write, self.project, self.settings):
+                self.run_jobs()
+            if self.runner is not None:
+                self.runner.start()
+            self._checked = True
+
+    def after_write(self) -> None:
+        """Call after a transaction that may have queued crowd jobs (`reevaluate` by an import, a block).
+        Background: wake the runner thread. Otherwise: run the queued jobs now (outside any lock)."""
+        if self.runner is not None:
+            self.runner.start()
+            self.runner.wake()
+        else:
+            self.run_jobs()
+
+    _after_write = after_write  # the name the boxes engine looks up
+
+    def run_jobs(self, *, settle: bool = False, lease_s: float | None = None) -> int:
+        """Run the queued crowd jobs in this thread; with `settle`, first queue a rebuild for every synset
+        whose table is not exactly current (then decisions equal a recompute from scratch)."""
+        if settle:
+            incremental.check_members(self.write, self.project, self.settings)
+            incremental.settle(self.write, self.project, self.settings)
+        lease = incremental.LEASE if lease_s is None else timedelta(seconds=lease_s)
+        return incremental.run_pending(self.project, self.settings, self.stored, self.write, lease=lease)
+
+    def start(self) -> None:
+        """Bring the live state up to date and start the runner thread (a server calls it at start-up)."""
+        self._ensure_checked()
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
 
     # -- transactions -------------------------------------------------------------------------------
 
@@ -154,7 +212,9 @@ class CrowdService:
             if worker.status == "blocked":
                 return 0
             touched = wk.block_worker(s, worker, reason, self.settings)
-            return self.reevaluate(s, touched)
+            changed = self.reevaluate(s, touched)
+        self.after_write()
+        return changed
 
     def unblock(self, worker_id: int) -> int:
         with self.write() as s:
@@ -162,7 +222,9 @@ class CrowdService:
             if worker.status != "blocked":
                 return 0
             touched = wk.unblock_worker(s, worker)
-            return self.reevaluate(s, touched)
+            changed = self.reevaluate(s, touched)
+        self.after_write()
+        return changed
 
     def worker_summary(self, worker_id: int) -> WorkerSummary:
         with self.read() as s:
@@ -198,8 +260,21 @@ class CrowdService:
     # -- tasks --------------------------------------------------------------------------------------
 
     def next_task(self, worker_id: int) -> TaskView | None:
-        """The worker's open task, or a new one; None when nothing needs this worker right now."""
+        """The worker's open task, or a new one; None when nothing needs this worker right now.
+
+        Ranking reads a snapshot without locks (`assign.plan_task`); the write transaction only locks the
+        worker, re-checks the chosen images and inserts the task (`assign.assign_task`).
+        """
         now = datetime.now(UTC)
+        self._ensure_checked()
+        with self.read() as s:
+            worker = wk.get_worker(s, worker_id)
+            if worker.status != "active":
+                raise WorkerBlockedError(worker.blocked_reason or "this worker is blocked")
+            task_id = open_task_of(s, worker_id, now)
+            if task_id is not None:
+                return self._task_view(s, worker_id, task_id)
+            plan = plan_task(s, worker_id, self.settings, self.stored, now, self._rng, worker.gold_total)
         with self.write() as s:
             worker = lock_worker(s, worker_id)
             if worker.status != "active":
@@ -208,10 +283,11 @@ class CrowdService:
                 self._last_sweep = time.monotonic()
                 sweep_expired(s, now)
             task_id = open_task_of(s, worker_id, now)
-            if task_id is None:
-                task_id = assign_task(s, worker_id, self.settings, self.tables, now, self._rng, self.states)
-            if task_id is None:
-                return None
+            if task_id is None and plan is not None:
+                task_id = assign_task(s, worker_id, self.settings, self.stored, now, self._rng, plan)
+        if task_id is None:
+            return None
+        with self.read() as s:
             return self._task_view(s, worker_id, task_id)
 
     def task_view(self, worker_id: int, task_id: int) -> TaskView:
@@ -265,6 +341,7 @@ class CrowdService:
             raise InputError(f"too many answers ({len(yes)}; at most {MAX_ANSWERS})")
         ticked = set(yes)
         now = datetime.now(UTC)
+        self._ensure_checked()
         try:
             with self.write() as s:
                 worker = lock_worker(s, worker_id)
@@ -323,13 +400,21 @@ class CrowdService:
                     worker.gold_correct += sum((cid in ticked) == bool(ans) for cid, ans in answers.items())
                 code = completion_code()
                 task.status, task.submitted_at, task.completion_code = "submitted", now, code
-                touched: dict[str, set[int]] = defaultdict(set)
-                touched[task.synset_id].update(cid for cid, is_gold in items if not is_gold)
+                own = {cid for cid, is_gold in items if not is_gold}
                 reason = wk.block_reason(worker, self.settings)
-                if reason is not None:
+                if reason is None:
+                    changed = incremental.touch(
+                        s, task.synset_id, own, self.settings, self.stored,
+                        votes_added=(len(items), len(gold_ids)),
+                    )  # fmt: skip
+                    if changed:
+                        record_live(s, self.settings)
+                else:
+                    touched: dict[str, set[int]] = defaultdict(set)
+                    touched[task.synset_id].update(own)
                     for sid, ids in wk.block_worker(s, worker, reason, self.settings).items():
                         touched[sid].update(ids)
-                self.reevaluate(s, touched)
+                    self.reevaluate(s, touched)
                 done = int(
                     s.scalar(
                         select(func.count()).where(
@@ -338,46 +423,43 @@ class CrowdService:
                     )
                     or 0
                 )
-                return SubmitResult(task_id, len(items), code, reason is not None, done)
+                result = SubmitResult(task_id, len(items), code, reason is not None, done)
         except IntegrityError:
             raise TaskClosedError(f"task {task_id}: these images already have your answers") from None
+        self.after_write()
+        return result
 
     def reevaluate(self, s: Session, touched: dict[str, set[int]]) -> int:
-        """Re-run consensus on touched candidates; with a table not yet applied, on every voted candidate.
+        """Recount and re-decide touched candidates (votes inserted or re-weighted outside `submit`: blocks,
+        imports, box tasks) in the caller's transaction; the synsets' vote counters are recounted and a
+        rebuild is queued where the table's inputs moved (it re-decides the rest of the synset).
 
-        Why every one, decided ones too: a decision always is what the current table says about the
-        current votes (as `crowd aggregate` would recompute it). Deciding only open images at each rebuild
-        would keep what any earlier table decided and give each borderline image a fresh chance with
-        every table, so the accepted set would be the union of all tables' accept cells (simulation: tables
-        rebuilt ~50 times per synset; images accepted at (5, 1) by one table whose successors needed
-        (6, 1)). An image the new table no longer decides goes back to the pool.
+        Why the rest of the synset too, decided images included: a decision always is what the current
+        table says about the current votes (as `crowd aggregate` would recompute it). Deciding only open
+        images at each rebuild would keep what any earlier table decided and give each borderline image a
+        fresh chance with every table, so the accepted set would be the union of all tables' accept cells
+        (simulation: tables rebuilt ~50 times per synset; images accepted at (5, 1) by one table whose
+        successors needed (6, 1)). An image the new table no longer decides goes back to the pool.
         """
         changed = 0
         for sid in sorted(touched):
-            state = load_state(s, sid, self.settings, self.tables, extra=touched[sid], open_too=False)
-            targets = set(touched[sid])
-            if state.table is not None and self.tables.applied(sid) != state.fingerprint:
-                self.states.drop(sid)
-                state = load_state(s, sid, self.settings, self.tables, complete=True)
-                targets.update(c for c, st in state.stats.items() if st.n_counted or st.decision is not None)
-                self.tables.mark_applied(sid, state.fingerprint)
-            changed += apply_decisions(s, state, targets)
+            changed += incremental.touch(s, sid, touched[sid], self.settings, self.stored)
         if changed:
             record_live(s, self.settings)
         return changed
 
     def refresh(self, synset_ids: Collection[str] | None = None) -> int:
-        """Re-evaluate every synset's live decisions (after importing votes or changing settings)."""
-        with self.write() as s:
+        """Recompute every synset's live state from scratch (after importing votes or changing settings):
+        tallies recounted, tables rebuilt, every image re-decided. Returns how many decisions changed."""
+        with self.read() as s:
             ids = (
                 sorted(synset_ids)
                 if synset_ids is not None
                 else sorted(set(s.scalars(select(schema.Candidate.synset_id).where(playable()).distinct())))
             )
-            changed = sum(refresh_synset(s, sid, self.settings, self.tables) for sid in ids)
-            if changed:
-                record_live(s, self.settings)
-            return changed
+        return sum(
+            incremental.rebuild(self.project, sid, self.settings, self.stored, self.write) for sid in ids
+        )
 
     # -- images -------------------------------------------------------------------------------------
 

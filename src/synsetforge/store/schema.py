@@ -170,6 +170,7 @@ class Candidate(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "synset_id", "key"),
         Index("ix_candidates_synset_decision", "synset_id", "decision"),
+        Index("ix_candidates_synset_status", "synset_id", "status"),
     )
 
 
@@ -257,6 +258,98 @@ class Vote(Base):
         UniqueConstraint("candidate_id", "worker_id"),
         Index("ix_votes_worker_gold", "worker_id", "is_gold"),
     )
+
+
+class CrowdImage(Base):
+    """Live vote tallies of one playable candidate (stored image, not gold), kept up to date on every write.
+
+    Why a table of its own: next-task and submit read and update these few numbers instead of summing the
+    votes of a whole synset (issue 10). `cell` is yes * 1000 + no (rounded weighted votes) while the image is
+    open (decision NULL) and NULL once decided, so open images of a table cell are one index range.
+    `llr` is the weighted evidence (log-likelihood ratio of good vs bad) used by the worker-aware option.
+    """
+
+    __tablename__ = "crowd_images"
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    synset_id: Mapped[str] = mapped_column(ForeignKey("synsets.id"))
+    hash: Mapped[float] = mapped_column(Float)  # consensus.unit_hash(candidate_id): initial-subset order
+    initial: Mapped[bool] = mapped_column(Boolean, default=False)
+    n_full: Mapped[int] = mapped_column(Integer, default=0)
+    n_counted: Mapped[int] = mapped_column(Integer, default=0)
+    n_all: Mapped[int] = mapped_column(Integer, default=0)
+    yes_w: Mapped[float] = mapped_column(Float, default=0.0)
+    no_w: Mapped[float] = mapped_column(Float, default=0.0)
+    llr: Mapped[float] = mapped_column(Float, default=0.0)
+    id_sum: Mapped[int] = mapped_column(BigInteger, default=0)
+    cell: Mapped[int | None] = mapped_column(Integer)
+    __table_args__ = (
+        Index("ix_crowd_images_synset_cell_hash", "synset_id", "cell", "hash"),
+        Index("ix_crowd_images_synset_hash", "synset_id", "hash"),
+        Index("ix_crowd_images_synset_initial", "synset_id", "initial"),
+        Index("ix_crowd_images_synset_candidate", "synset_id", "candidate_id"),
+    )
+
+
+class CrowdSynset(Base):
+    """Per-synset counters of the live consensus and its current confidence table (shared by processes).
+
+    `table_data` is the serialized table (`crowd.tallies.table_to_json`), `table_version` grows with every
+    rebuild; the table's inputs (`table_fp_initial`, `table_votes`, `table_gold_votes`) say how stale it is
+    against the current counters. `refreshing` is set while a background job re-decides the synset.
+    """
+
+    __tablename__ = "crowd_synsets"
+    synset_id: Mapped[str] = mapped_column(ForeignKey("synsets.id"), primary_key=True)
+    n_playable: Mapped[int] = mapped_column(Integer, default=0)
+    n_open: Mapped[int] = mapped_column(Integer, default=0)
+    n_votes: Mapped[int] = mapped_column(Integer, default=0)
+    n_gold_votes: Mapped[int] = mapped_column(Integer, default=0)
+    base_size: Mapped[int] = mapped_column(Integer, default=0)
+    initial_size: Mapped[int] = mapped_column(Integer, default=0)
+    initial_done: Mapped[int] = mapped_column(Integer, default=0)
+    fp_initial: Mapped[str | None] = mapped_column(String(64))
+    table_version: Mapped[int] = mapped_column(Integer, default=0)
+    table_data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    table_fp_initial: Mapped[str | None] = mapped_column(String(64))
+    table_votes: Mapped[int] = mapped_column(Integer, default=0)
+    table_gold_votes: Mapped[int] = mapped_column(Integer, default=0)
+    expected_votes: Mapped[float | None] = mapped_column(Float)
+    settings_fp: Mapped[str | None] = mapped_column(String(64))
+    refresh_queued: Mapped[bool] = mapped_column(Boolean, default=False)
+    refreshing: Mapped[bool] = mapped_column(Boolean, default=False)
+    refresh_started_at: Mapped[datetime | None] = mapped_column()
+    refreshed_at: Mapped[datetime | None] = mapped_column()
+    last_vote_at: Mapped[datetime | None] = mapped_column()
+
+
+# --- worker-aware decisions (crowd_method = "worker-aware"; crowd.worker_aware) --------------------------
+
+
+class WorkerGroup(Base):
+    """A synset group's fitted prior P(good) and population sensitivity/specificity (the last refit)."""
+
+    __tablename__ = "worker_groups"
+    synset_group: Mapped[str] = mapped_column(String(64), primary_key=True)
+    prior_good: Mapped[float] = mapped_column(Float)
+    sensitivity: Mapped[float] = mapped_column(Float)
+    specificity: Mapped[float] = mapped_column(Float)
+    votes: Mapped[int] = mapped_column(Integer, default=0)  # votes the last refit saw
+    updated_at: Mapped[datetime] = _created()
+
+
+class WorkerModelRow(Base):
+    """One worker's Beta pseudo-counts of sensitivity and specificity in a synset group (the last refit)."""
+
+    __tablename__ = "worker_models"
+    synset_group: Mapped[str] = mapped_column(String(64), primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True)
+    sens_a: Mapped[float] = mapped_column(Float)
+    sens_b: Mapped[float] = mapped_column(Float)
+    spec_a: Mapped[float] = mapped_column(Float)
+    spec_b: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = _created()
 
 
 # --- boxes ----------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ release explorer (`/explore`, train and val items only) answer.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
@@ -81,15 +83,34 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
     return HTMLResponse(html, status_code=status)
 
 
+def _background_jobs(svc: CrowdService) -> Any:
+    """Lifespan of a served app: bring the crowd's live state up to date, run its job thread, stop it."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        svc.start()
+        try:
+            yield
+        finally:
+            svc.close()
+
+    return lifespan
+
+
 def create_app(
     project: Project,
     settings: CrowdSettings | None = None,
     *,
     service: CrowdService | None = None,
     seed: int | None = None,
+    background: bool = False,
 ) -> FastAPI:
-    """The FastAPI app for a project (settings default to the project's `[settings]` crowd_* keys)."""
-    svc = service or CrowdService(project, settings, seed=seed)
+    """The FastAPI app for a project (settings default to the project's `[settings]` crowd_* keys).
+
+    `background=True` (a real server): the crowd's table rebuilds run in a thread of this process, started
+    with the app; otherwise each request that queued one runs it after its transaction (tests, simulations).
+    """
+    svc = service or CrowdService(project, settings, seed=seed, background=background)
     app = FastAPI(
         title="synsetforge crowd verification",
         version=__version__,
@@ -97,6 +118,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,  # served below, behind a token
+        lifespan=_background_jobs(svc) if svc.background else None,
     )
     app.state.service = svc
     app.state.boxes = BoxService(project, seed=seed, crowd=svc)  # box tasks share workers, gold and locks

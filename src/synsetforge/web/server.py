@@ -107,7 +107,7 @@ def create_served_app() -> Any:
     from synsetforge.store.project import Project
     from synsetforge.web.app import create_app
 
-    app = create_app(Project.open())
+    app = create_app(Project.open(), background=True)
     install_server_info(app, int(os.environ.get(WORKERS_ENV, "1")))
     return app
 

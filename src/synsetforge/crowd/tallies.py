@@ -1,0 +1,439 @@
+"""Incremental consensus state in the database: per-image tallies and per-synset counters (issue 10).
+
+Why: recomputing a synset's state from `votes` on every request made next-task and submit cost grow with
+the synset (and the project). Here each playable candidate has a `crowd_images` row (its vote tallies, its
+place in the initial-subset order, its table cell while open) and each synset a `crowd_synsets` row (open
+images, initial-subset size, vote counts, the current confidence table and the inputs it was built from).
+Writers keep them current in the same transaction as the votes: a submit recounts the votes of the images
+it touched (a bounded GROUP BY on `votes.candidate_id`), re-decides only those images with the synset's
+stored table, and adjusts the counters. Whatever needs the whole synset (a new table, re-deciding every
+voted image with it) is a background job (`crowd.refresh`), queued when the table's inputs moved.
+
+Every writer of a synset's decisions first locks its `crowd_synsets` row (PostgreSQL: FOR UPDATE; SQLite:
+the transaction already holds the database's write lock), so a submit and a background batch never decide
+the same image with different tables at once.
+
+Decisions are the same function of (votes, initial subset, table) as the recompute-from-scratch path in
+`crowd.consensus` (`load_state`, which `crowd aggregate` runs): `SynsetState.evaluate` is shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Integer, Table, case, cast, func, select, update
+from sqlalchemy.orm import Session
+
+from synsetforge.crowd.aggregation import ConfidenceTable, Decision
+from synsetforge.crowd.consensus import ImageStats, SynsetState, choose_initial
+from synsetforge.crowd.settings import CrowdSettings
+from synsetforge.store import schema
+
+CELL = 1000  # cell = yes * CELL + no
+REFRESH_KIND = "crowd.refresh"
+
+_TABLE_FIELDS = (
+    "threshold",
+    "min_votes",
+    "max_votes",
+    "prior_strength",
+    "prior_good",
+    "sensitivity",
+    "specificity",
+    "n_initial",
+    "easily_illustrated",
+    "reject_threshold",
+)
+_SETTINGS_KEYS = (
+    "method",
+    "fixed_votes",
+    "threshold",
+    "reject_threshold",
+    "initial_votes",
+    "initial_fraction",
+    "initial_min",
+    "initial_each",
+    "initial_max",
+    "max_votes",
+    "min_votes",
+    "prior_strength",
+    "calibration",
+    "calibration_min_gold",
+    "block_min_gold",
+)
+
+
+def cell_of(st: ImageStats) -> int:
+    yes, no = st.counts
+    return yes * CELL + no
+
+
+def settings_fingerprint(settings: CrowdSettings) -> str:
+    """What the stored tables and initial flags depend on: a service with other settings rebuilds them."""
+    text = repr([(k, getattr(settings, k)) for k in _SETTINGS_KEYS])
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def log_bucket(n: int) -> int:
+    """Counts that grow with every task rebuild the table only when they have grown by about 5%."""
+    return int(math.log(max(n, 1)) / math.log(1.05))
+
+
+# -- tables -----------------------------------------------------------------------------------------
+
+
+def table_to_json(table: ConfidenceTable) -> dict[str, Any]:
+    """The table's inputs (its grid is recomputed from them, bit for bit, on load)."""
+    out: dict[str, Any] = {k: getattr(table, k) for k in _TABLE_FIELDS}
+    out["synset"] = str(table.synset) if table.synset is not None else None
+    out["seen"] = np.asarray(table.seen).tolist()
+    out["seen_dtype"] = str(np.asarray(table.seen).dtype)
+    out["good"] = np.asarray(table.good, dtype=np.float64).tolist()
+    return out
+
+
+def table_from_json(data: dict[str, Any]) -> ConfidenceTable:
+    kwargs = {k: data[k] for k in _TABLE_FIELDS}
+    return ConfidenceTable(
+        synset=data.get("synset"),
+        seen=np.asarray(data["seen"], dtype=np.dtype(data.get("seen_dtype", "int64"))),
+        good=np.asarray(data["good"], dtype=np.float64),
+        **kwargs,
+    )
+
+
+class StoredTables:
+    """Deserialized tables per (synset, version), shared by a process's requests. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tables: dict[str, tuple[int, ConfidenceTable | None, list[tuple[int, int]]]] = {}
+
+    def get(self, syn: schema.CrowdSynset | SynsetInfo) -> ConfidenceTable | None:
+        return self._entry(syn)[0]
+
+    def cells(self, syn: schema.CrowdSynset | SynsetInfo) -> list[tuple[int, int]]:
+        """The table's open cells (yes, no), most expected votes first (assignment order)."""
+        return self._entry(syn)[1]
+
+    def _entry(self, syn: Any) -> tuple[ConfidenceTable | None, list[tuple[int, int]]]:
+        if syn.expected_votes is None or not syn.table_data:
+            return None, []
+        with self._lock:
+            hit = self._tables.get(syn.synset_id)
+        if hit is not None and hit[0] == syn.table_version:
+            return hit[1], hit[2]
+        table = table_from_json(syn.table_data)
+        cells = open_cells(table)
+        with self._lock:
+            if len(self._tables) > 4096:
+                self._tables.clear()
+            self._tables[syn.synset_id] = (syn.table_version, table, cells)
+        return table, cells
+
+
+def open_cells(table: ConfidenceTable) -> list[tuple[int, int]]:
+    size = table.remaining.shape[0]
+    cells = [(y, n) for y in range(size) for n in range(size - y) if table.decide(y, n) == Decision.NEED_MORE]
+    cells.sort(key=lambda c: (-table.need_score(*c), c))
+    return cells
+
+
+@dataclass(frozen=True)
+class SynsetInfo:
+    """A read-only copy of a `crowd_synsets` row (for ranking outside a write transaction)."""
+
+    synset_id: str
+    n_open: int
+    table_version: int
+    table_data: dict[str, Any] | None
+    expected_votes: float | None
+    initial_size: int
+    initial_done: int
+
+    @classmethod
+    def of(cls, row: schema.CrowdSynset) -> SynsetInfo:
+        return cls(
+            row.synset_id,
+            row.n_open,
+            row.table_version,
+            row.table_data,
+            row.expected_votes,
+            row.initial_size,
+            row.initial_done,
+        )
+
+
+# -- reading and writing tallies -----------------------------------------------------------------
+
+
+def recount(session: Session, ids: Iterable[int]) -> dict[int, ImageStats]:
+    """Exact tallies of these candidates from their non-gold votes (bounded: ids are given)."""
+    v = schema.Vote
+    out = {int(c): ImageStats(int(c), None, None) for c in ids}
+    if not out:
+        return out
+    full = v.weight >= 1.0
+    keys = sorted(out)
+    for start in range(0, len(keys), 900):
+        chunk = keys[start : start + 900]
+        rows = session.execute(
+            select(
+                v.candidate_id,
+                func.sum(case((full, 1), else_=0)),
+                func.sum(case((v.weight > 0, 1), else_=0)),
+                func.sum(case((v.label.is_(True), v.weight), else_=0.0)),
+                func.sum(case((v.label.is_(True), 0.0), else_=v.weight)),
+                func.sum(case((full, v.id), else_=0)),
+                func.count(),
+            )
+            .where(v.candidate_id.in_(chunk), v.is_gold.is_(False))
+            .group_by(v.candidate_id)
+        )
+        for cid, n_full, n_counted, yes_w, no_w, id_sum, n_all in rows:
+            st = out[int(cid)]
+            st.n_full, st.n_counted, st.n_all = int(n_full or 0), int(n_counted or 0), int(n_all or 0)
+            st.yes_w, st.no_w, st.id_sum = float(yes_w or 0.0), float(no_w or 0.0), int(id_sum or 0)
+    return out
+
+
+def stats_of(row: Any) -> ImageStats:
+    """ImageStats from a crowd_images row (decision/confidence filled in by the caller)."""
+    return ImageStats(
+        int(row.candidate_id),
+        None,
+        None,
+        int(row.n_full),
+        int(row.n_counted),
+        int(row.n_all),
+        float(row.yes_w),
+        float(row.no_w),
+        int(row.id_sum),
+    )
+
+
+def lock_synset(session: Session, synset_id: str) -> schema.CrowdSynset:
+    """The synset's counters row, locked for this transaction (created when missing)."""
+    cs = schema.CrowdSynset
+    q = select(cs).where(cs.synset_id == synset_id).execution_options(populate_existing=True)
+    if session.get_bind().dialect.name != "sqlite":
+        q = q.with_for_update()
+    row = session.scalars(q).first()
+    if row is None:
+        row = cs(synset_id=synset_id)
+        for name in ("n_playable", "n_open", "n_votes", "n_gold_votes", "base_size", "initial_size"):
+            setattr(row, name, 0)
+        row.initial_done = row.table_version = row.table_votes = row.table_gold_votes = 0
+        row.refresh_queued = row.refreshing = False
+        session.add(row)
+        session.flush()
+        row = session.scalars(q).one()
+    return row
+
+
+def fingerprint_initial(stats: Iterable[ImageStats]) -> str:
+    key = repr(sorted((st.candidate_id, st.n_full, st.id_sum) for st in stats))
+    return hashlib.sha1(key.encode()).hexdigest()
+
+
+def recompute_initial(session: Session, syn: schema.CrowdSynset, settings: CrowdSettings) -> set[int]:
+    """Re-choose the synset's initial subset from the first images in hash order (bounded by
+    `initial_max`); set the flags, size, done count and fingerprint. Returns ids whose membership changed."""
+    if settings.method != "imagenet":
+        return set()
+    ci = schema.CrowdImage
+    limit = min(syn.n_playable, max(settings.initial_max, syn.base_size)) if syn.n_playable else 0
+    if limit <= 0:
+        limit = max(settings.initial_max, settings.initial_min)
+    rows = session.execute(
+        select(ci).where(ci.synset_id == syn.synset_id).order_by(ci.hash, ci.candidate_id).limit(limit)
+    ).scalars()
+    prefix = list(rows)
+    stats = {r.candidate_id: stats_of(r) for r in prefix}
+    chosen = choose_initial(stats, settings, [r.candidate_id for r in prefix]) if stats else frozenset()
+    flagged = {
+        int(c)
+        for c in session.scalars(select(ci.candidate_id).where(ci.synset_id == syn.synset_id, ci.initial))
+    }
+    changed = flagged ^ set(chosen)
+    if changed:
+        session.execute(update(ci).where(ci.candidate_id.in_(sorted(chosen - flagged))).values(initial=True))
+        session.execute(update(ci).where(ci.candidate_id.in_(sorted(flagged - chosen))).values(initial=False))
+    syn.initial_size = len(chosen)
+    syn.initial_done = sum(stats[c].n_all >= settings.initial_votes for c in chosen)
+    syn.fp_initial = fingerprint_initial(stats[c] for c in chosen)
+    return changed
+
+
+def initial_complete(syn: schema.CrowdSynset | SynsetInfo) -> bool:
+    return syn.initial_size > 0 and syn.initial_done >= syn.initial_size
+
+
+def needs_rebuild(syn: schema.CrowdSynset, settings: CrowdSettings, settings_fp: str) -> bool:
+    """The table's inputs moved enough that the live loop would have rebuilt it (see `consensus`)."""
+    if settings.method != "imagenet":
+        return syn.settings_fp != settings_fp
+    if syn.settings_fp != settings_fp:
+        return True
+    has = syn.expected_votes is not None
+    if initial_complete(syn) != has:
+        return True
+    if not has:
+        return False
+    if syn.fp_initial != syn.table_fp_initial:
+        return True
+    if settings.calibration == "votes" and log_bucket(syn.n_votes) != log_bucket(syn.table_votes):
+        return True
+    return settings.calibration == "gold" and log_bucket(syn.n_gold_votes) != log_bucket(syn.table_gold_votes)
+
+
+def is_stale(syn: schema.CrowdSynset, settings: CrowdSettings, settings_fp: str) -> bool:
+    """The table is not exactly what a recompute from scratch would build now (settled when quiet)."""
+    if needs_rebuild(syn, settings, settings_fp):
+        return True
+    if settings.method != "imagenet" or syn.expected_votes is None:
+        return False
+    if settings.calibration == "initial":
+        return False
+    return syn.n_votes != syn.table_votes or syn.n_gold_votes != syn.table_gold_votes
+
+
+def decide_rows(
+    session: Session,
+    syn: schema.CrowdSynset,
+    settings: CrowdSettings,
+    table: ConfidenceTable | None,
+    fresh: dict[int, ImageStats],
+) -> tuple[int, int]:
+    """Write fresh tallies of these images and their decisions under `table`; (decisions changed, change
+    in open images). Rows are updated in id order (no deadlocks between writers)."""
+    if not fresh:
+        return 0, 0
+    c, ci = schema.Candidate, schema.CrowdImage
+    ids = sorted(fresh)
+    current: dict[int, tuple[bool, int | None]] = {}
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        for cid, initial, cell, decision, confidence in session.execute(
+            select(ci.candidate_id, ci.initial, ci.cell, c.decision, c.confidence)
+            .join(c, c.id == ci.candidate_id)
+            .where(ci.candidate_id.in_(chunk))
+        ):
+            st = fresh[int(cid)]
+            st.decision, st.confidence = decision, confidence
+            current[int(cid)] = (bool(initial), cell)
+    members = frozenset(cid for cid, (flag, _) in current.items() if flag)
+    state = SynsetState(syn.synset_id, settings, {k: fresh[k] for k in current}, members, table)
+    if settings.method == "worker-aware":  # worker-aware (C2): evidence under the current worker models
+        from synsetforge.crowd import worker_aware
+
+        state.prior_good = worker_aware.prior_of(session, syn.synset_id, settings)
+        for cid, (llr, _n) in worker_aware.image_evidence(session, current, settings).items():
+            fresh[cid].llr = llr
+    changed = opened = 0
+    tallies: list[dict[str, Any]] = []
+    decisions: list[dict[str, Any]] = []
+    for cid in sorted(current):
+        st = fresh[cid]
+        decision, confidence = state.evaluate(cid)
+        cell = cell_of(st) if decision is None else None
+        if cell is not None and settings.method == "worker-aware":  # worker-aware (C2): uncertainty bucket
+            from synsetforge.crowd import worker_aware
+
+            cell = worker_aware.cell(st.llr, state.prior_good, settings)
+        tallies.append(
+            {
+                "_id": cid,
+                "n_full": st.n_full,
+                "n_counted": st.n_counted,
+                "n_all": st.n_all,
+                "yes_w": st.yes_w,
+                "no_w": st.no_w,
+                "id_sum": st.id_sum,
+                "llr": st.llr,  # worker-aware (C2)
+                "cell": cell,
+            }
+        )
+        same_conf = (confidence is None and st.confidence is None) or (
+            confidence is not None and st.confidence is not None and abs(confidence - st.confidence) < 1e-9
+        )
+        if decision != st.decision or not same_conf:
+            decisions.append({"_id": cid, "_decision": decision, "_confidence": confidence})
+            changed += 1
+        was_open = current[cid][1] is not None
+        opened += int(decision is None) - int(was_open)
+    images, candidates = _table(ci), _table(c)
+    if tallies:
+        session.connection().execute(
+            update(images)
+            .where(images.c.candidate_id == _param("_id"))
+            .values(**{k: _param(k) for k in tallies[0] if k != "_id"}),
+            tallies,
+        )
+    if decisions:
+        session.connection().execute(
+            update(candidates)
+            .where(candidates.c.id == _param("_id"))
+            .values(decision=_param("_decision"), confidence=_param("_confidence")),
+            decisions,
+        )
+    return changed, opened
+
+
+def _table(model: Any) -> Table:
+    t = model.__table__
+    assert isinstance(t, Table)
+    return t
+
+
+def _param(name: str) -> Any:
+    from sqlalchemy import bindparam
+
+    return bindparam(name)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def count_votes(session: Session, synset_id: str) -> tuple[int, int]:
+    """(votes that count, full-weight gold votes) on the synset's images, gold images included."""
+    c, v = schema.Candidate, schema.Vote
+    row = session.execute(
+        select(
+            func.count(),
+            func.sum(case(((v.is_gold.is_(True)) & (v.weight >= 1.0), 1), else_=0)),
+        )
+        .select_from(v)
+        .join(c, c.id == v.candidate_id)
+        .where(c.synset_id == synset_id, v.weight > 0)
+    ).one()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def resync_open(session: Session) -> None:
+    """After decisions were written wholesale (`crowd aggregate --write`): every image's `cell` and every
+    synset's open count follow `candidates.decision` again (one pass over the project, like the write)."""
+    c, ci, cs = schema.Candidate, schema.CrowdImage, schema.CrowdSynset
+    decided = select(c.id).where(c.id == ci.candidate_id, c.decision.is_not(None)).exists()
+    session.execute(update(ci).where(decided).values(cell=None).execution_options(synchronize_session=False))
+    # tallies are >= 0, so truncating x + 0.5 rounds like `ImageStats.counts`
+    rounded = cast(ci.yes_w + 0.5, Integer) * CELL + cast(ci.no_w + 0.5, Integer)
+    session.execute(
+        update(ci).where(~decided).values(cell=rounded).execution_options(synchronize_session=False)
+    )
+    counts = dict(
+        session.execute(
+            select(ci.synset_id, func.count()).where(ci.cell.is_not(None)).group_by(ci.synset_id)
+        ).all()
+    )
+    for row in session.scalars(select(cs)):
+        row.n_open = int(counts.get(row.synset_id, 0))
+    session.flush()
