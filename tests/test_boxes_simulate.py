@@ -222,6 +222,7 @@ def test_simulation_over_http_reports_what_the_store_holds(tmp_path: Path) -> No
                 select(func.count()).select_from(v).join(t, t.id == v.task_id)
                 .where(t.kind == "coverage", v.is_gold.is_(False))
             )  # fmt: skip
+            gold_votes = s.scalar(select(func.count()).where(v.is_gold.is_(True), v.kind != "draw"))
             quality_votes = s.scalar(
                 select(func.count()).select_from(v).join(b, b.id == v.box_id)
                 .where(v.kind == "quality", v.is_gold.is_(False), b.status != "proposed")
@@ -242,6 +243,7 @@ def test_simulation_over_http_reports_what_the_store_holds(tmp_path: Path) -> No
     assert e.draw_tasks + e.gold_draw_tasks == draw_tasks == report.run.tasks["draw"]
     assert e.score.instances == sum(len(truth[cid]) for cid in images)
     assert (e.coverage_votes, e.quality_votes) == (coverage_votes, quality_votes)
+    assert e.gold_votes == gold_votes > 0
     assert e.votes_per_box == pytest.approx((coverage_votes + quality_votes) / len(boxes))
     # the simple protocols ran on the same images
     assert [r.score.images for r in report.baselines] == [len(images)] * 2

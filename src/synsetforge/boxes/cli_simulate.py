@@ -136,6 +136,6 @@ def print_report(report: BoxSimReport, out: Console | None = None) -> None:
     e = report.engine
     out.print(
         f"engine: {e.draw_tasks} draw tasks (+{e.gold_draw_tasks} gold), {e.quality_votes} quality votes on "
-        f"{e.decided_boxes} decided boxes, {e.coverage_votes} coverage votes; votes/box = all verification votes "
-        "per accepted box"
+        f"{e.decided_boxes} decided boxes, {e.coverage_votes} coverage votes (+{e.gold_votes} gold answers in "
+        "verification tasks); votes/box = all verification votes per accepted box"
     )

@@ -78,6 +78,7 @@ class ProtocolResult:
     quality_votes: int = 0
     coverage_votes: int = 0  # votes in coverage tasks ("none left" draw answers are draw tasks)
     decided_boxes: int = 0
+    gold_votes: int = 0  # answers to gold items in quality and coverage tasks
     unfinished: int = 0  # images the protocol left open (engine: not covered and not given up)
     kept: tuple[tuple[Sequence[float], ...], ...] = field(default=(), repr=False)  # per image, in order
 

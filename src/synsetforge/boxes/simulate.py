@@ -302,6 +302,10 @@ def engine_result(project: Project, truth: Mapping[int, ImageTruth]) -> tuple[Pr
             )
             or 0
         )
+        gold_votes = int(
+            s.scalar(select(func.count(v.id)).where(v.is_gold.is_(True), v.kind.in_(("quality", "coverage"))))
+            or 0
+        )
         decided = int(
             s.scalar(select(func.count()).where(b.origin == "crowd", b.status.in_(("good", "bad")))) or 0
         )
@@ -314,6 +318,7 @@ def engine_result(project: Project, truth: Mapping[int, ImageTruth]) -> tuple[Pr
         quality_votes=decided_votes,
         coverage_votes=coverage_votes,
         decided_boxes=decided,
+        gold_votes=gold_votes,
         unfinished=sum(1 for st in images.values() if st not in ("done", "given_up")),
         kept=tuple(tuple(kept[cid]) for cid in order),
     )
