@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import func, select
 
+from synsetforge.crowd import worker_aware
 from synsetforge.crowd.aggregation.dynamic_consensus import Decision
 from synsetforge.crowd.aggregation.online_ds import (
     OnlineDawidSkene,
@@ -15,6 +18,10 @@ from synsetforge.crowd.aggregation.online_ds import (
     logit,
     vote_weight,
 )
+from synsetforge.crowd.drive import load_truth, simulate_over_http
+from synsetforge.crowd.gold import gold_from_ground_truth
+from synsetforge.crowd.seed import add_synthetic_candidates
+from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.crowd.simulate import (
     GoldPolicy,
     make_synset,
@@ -23,6 +30,9 @@ from synsetforge.crowd.simulate import (
     simulate_worker_aware,
 )
 from synsetforge.errors import InputError
+from synsetforge.store import Project, schema
+
+SQUARE = "n13878634"
 
 
 def synthetic_votes(
@@ -137,3 +147,112 @@ def test_worker_aware_beats_fixed_majority_in_simulation() -> None:
     assert wa.precision >= fixed.precision
     assert wa.votes_per_decided_image < fixed.votes_per_decided_image
     assert wa.precision > 0.98 and wa.recall > 0.9
+
+
+# ----- live: worker models in the database (crowd.worker_aware) ---------------------------------------
+
+
+def _project_with_votes(root: Path, db_url: str) -> tuple[Project, dict[int, bool], dict[str, int]]:
+    """One synset, 150 candidates (10 gold); an expert, two decent workers and an always-yes spammer vote
+    on every candidate. Returns the project, truth of the non-gold candidates and worker ids."""
+    p = Project.init(root, db=db_url)
+    p.add_synsets([SQUARE])
+    add_synthetic_candidates(p, [SQUARE], 150, precision=0.3, seed=2, render=False)
+    gold_from_ground_truth(p, per_synset=10, seed=2)
+    truth = load_truth(p)
+    rng = np.random.default_rng(5)
+    rates = {"expert": 0.97, "ok1": 0.8, "ok2": 0.8, "spam": None}
+    with p.session() as s:
+        gold = set(s.scalars(select(schema.Gold.candidate_id)))
+        ids = {}
+        for name in rates:
+            w = schema.Worker(name=name)
+            s.add(w)
+            s.flush()
+            ids[name] = w.id
+        rows = []
+        for cid in sorted(truth):
+            for name, acc in rates.items():
+                label = True if acc is None else (truth[cid] if rng.random() < acc else not truth[cid])
+                rows.append(
+                    schema.Vote(candidate_id=cid, worker_id=ids[name], label=label, is_gold=cid in gold)
+                )
+        s.add_all(rows)
+    return p, {c: t for c, t in truth.items() if c not in gold}, ids
+
+
+def test_refit_group_stores_worker_models_and_decides_by_evidence(tmp_path: Path, db_url: str) -> None:
+    p, truth, ids = _project_with_votes(tmp_path / "p", db_url)
+    settings = CrowdSettings(method="worker-aware", threshold=0.99, reject_threshold=0.01)
+    try:
+        with p.session() as s:
+            before = worker_aware.load_group(s, SQUARE, settings)
+            # before any refit: the spammer's gold answers (always yes) already cut its weight
+            assert before.weight(ids["spam"], True) < before.weight(ids["expert"], True)
+            refit = worker_aware.refit_group(s, SQUARE, settings)
+        assert refit.votes == 4 * len(truth) and set(refit.evidence) == set(truth)
+        with p.session() as s:
+            gm = worker_aware.load_group(s, SQUARE, settings)
+            assert set(gm.fitted) == set(ids.values())
+            assert abs(gm.weight(ids["spam"], True)) < 0.3
+
+            def spread(name: str) -> float:  # evidence between a yes and a no of this worker
+                return gm.weight(ids[name], True) - gm.weight(ids[name], False)
+
+            assert spread("expert") > spread("ok1") > 1.5 and spread("ok2") > 1.5
+            live = worker_aware.image_evidence(s, truth, settings)
+            prior = worker_aware.prior_of(s, SQUARE, settings)
+        assert prior == pytest.approx(refit.prior_good)
+        right = 0
+        for cid, (llr, n) in live.items():
+            assert n == 4 and llr == pytest.approx(refit.evidence[cid][0])
+            decision, conf = worker_aware.evaluate(llr, n, prior, settings)
+            assert decision in ("accepted", "rejected", None)
+            right += (conf > 0.5) == truth[cid]
+        assert right >= 0.95 * len(truth)
+        with p.session() as s:  # the spammer gets no more tasks of the synset; the others do
+            assert worker_aware.excluded_workers(s, SQUARE, settings) == {ids["spam"]}  # spread >= 1
+            strict = settings.with_(worker_min_spread=3.5)  # accuracy ~0.8 is not enough either
+            assert worker_aware.excluded_workers(s, SQUARE, strict) == {
+                ids[n] for n in ("spam", "ok1", "ok2")
+            }
+            assert not worker_aware.takes_tasks(s, ids["spam"], SQUARE, settings)
+            assert worker_aware.takes_tasks(s, ids["expert"], SQUARE, settings)
+            assert worker_aware.excluded_workers(s, SQUARE, settings.with_(worker_min_spread=0.0)) == set()
+        with p.session() as s:  # a second refit replaces the rows (no duplicates)
+            worker_aware.refit_group(s, SQUARE, settings)
+            n_rows = s.scalar(select(func.count()).select_from(schema.WorkerModelRow))
+        assert n_rows == len(ids)
+    finally:
+        p.close()
+
+
+def test_worker_aware_settings_are_checked() -> None:
+    assert CrowdSettings.from_mapping({"crowd_method": "worker-aware"}).method == "worker-aware"
+    for key, value in (("crowd_worker_group", "planet"), ("crowd_worker_prior_good", "1.5")):
+        with pytest.raises(InputError, match=key.removeprefix("crowd_")):
+            CrowdSettings.from_mapping({key: value})
+
+
+# ----- live, over HTTP ----------------------------------------------------------------------------------
+
+
+def test_worker_aware_over_http_decides_every_image_and_learns_the_workers(tmp_path: Path) -> None:
+    """A small campaign through the real API with `crowd_method = "worker-aware"`: nearly every image ends
+    decided (an image can stay open when every worker still allowed to work has voted on it), the refit
+    stored worker models, and accepted images are mostly good (the must-show figures come from
+    bench/crowd_methods_http.py on larger campaigns)."""
+    with Project.init(tmp_path / "p") as p:
+        p.add_synsets([SQUARE])
+        add_synthetic_candidates(p, [SQUARE], 160, precision=0.3, seed=4, render=False)
+        settings = CrowdSettings(
+            method="worker-aware", threshold=0.99, reject_threshold=0.01, grid_size=12, worker_min_spread=1.0
+        )
+        sim = simulate_over_http(p, workers=12, accuracy=0.85, spammers=0.2, seed=4, settings=settings)
+        with p.session() as s:
+            models = s.scalar(select(func.count()).select_from(schema.WorkerModelRow))
+            group = s.get(schema.WorkerGroup, SQUARE)
+    r = sim.report
+    assert r.accepted + r.rejected >= 0.97 * r.images
+    assert r.accepted > 0 and r.precision >= 0.9 and r.recall >= 0.8
+    assert models and group is not None and 0.1 < group.prior_good < 0.6

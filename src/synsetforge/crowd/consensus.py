@@ -141,6 +141,7 @@ class ImageStats:
     yes_w: float = 0.0
     no_w: float = 0.0
     id_sum: int = 0  # sum of full-weight vote ids: part of the table fingerprint
+    llr: float = 0.0  # worker-aware (C2): summed weights of evidence of the votes (crowd.worker_aware)
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -225,6 +226,7 @@ class SynsetState:
     table: ConfidenceTable | None
     table_built: bool = False
     fingerprint: Any = None  # of the table (None while there is none)
+    prior_good: float = 0.5  # worker-aware (C2): the synset group's P(good) (crowd.worker_aware)
     _cache: dict[int, tuple[str | None, float | None]] = field(default_factory=dict, repr=False)
 
     @property
@@ -238,6 +240,8 @@ class SynsetState:
         """Expected votes a fresh image needs (inf while the table is missing: initial votes come first)."""
         if self.settings.method == "fixed":
             return float(self.settings.fixed_votes)
+        if self.settings.method == "worker-aware":  # worker-aware (C2): no table
+            return 1.0
         return self.table.expected_votes() if self.table is not None else math.inf
 
     def evaluate(self, candidate_id: int) -> tuple[str | None, float | None]:
@@ -257,6 +261,12 @@ class SynsetState:
             if st.n_counted < s.fixed_votes or share is None:
                 return None, share
             return (ACCEPTED if st.yes_w > st.no_w else REJECTED), share
+        if s.method == "worker-aware":  # worker-aware (C2): log-odds posterior from the votes' weights
+            from synsetforge.crowd import worker_aware
+
+            if st.n_counted == 0:
+                return None, None
+            return worker_aware.evaluate(st.llr, st.n_counted, self.prior_good, s)
         if self.table is None:
             return None, None
         yes, no = st.counts
@@ -273,6 +283,8 @@ class SynsetState:
         st = self.stats[candidate_id]
         if s.method == "fixed":
             return max(s.fixed_votes - st.n_counted, 0) if self.evaluate(candidate_id)[0] is None else 0
+        if s.method == "worker-aware":  # worker-aware (C2): one more vote while open and under the cap
+            return 1 if st.n_counted < s.max_votes and self.evaluate(candidate_id)[0] is None else 0
         if candidate_id in self.initial and st.n_full < s.initial_votes:
             return s.initial_votes - st.n_full
         if self.table is None:
@@ -284,6 +296,10 @@ class SynsetState:
         st = self.stats[candidate_id]
         if self.settings.method == "fixed":
             return (0, -float(st.n_counted), candidate_id)
+        if self.settings.method == "worker-aware":  # worker-aware (C2): most uncertain posterior first
+            from synsetforge.crowd import worker_aware
+
+            return (1, worker_aware.uncertainty(st.llr, self.prior_good, self.settings), candidate_id)
         if candidate_id in self.initial and st.n_full < self.settings.initial_votes:
             return (0, -float(st.n_full), candidate_id)
         need = self.table.need_score(*st.counts) if self.table is not None else 0.0
@@ -415,6 +431,12 @@ def load_state(
     stats, all_ids = _load(session, synset_id, None if complete else settings, extra, open_too)
     initial = choose_initial(stats, settings, all_ids) if settings.method == "imagenet" else frozenset()
     state = SynsetState(synset_id, settings, stats, initial, None)
+    if settings.method == "worker-aware":  # worker-aware (C2): evidence and prior from the worker models
+        from synsetforge.crowd import worker_aware
+
+        state.prior_good = worker_aware.prior_of(session, synset_id, settings)
+        for cid, (llr, _n) in worker_aware.image_evidence(session, stats, settings).items():
+            stats[cid].llr = llr
     if settings.method == "imagenet" and state.initial_complete:
         gold = None
         grown: int | None = None
