@@ -81,9 +81,11 @@ def render(figure: str, rng: np.random.Generator, instances: int) -> tuple[bytes
     return encode(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), 90), boxes
 
 
-def add_boxed_figures(project: Project, counts: Mapping[str, int], seed: int = 0) -> None:
-    """Accepted candidates of drawn figures, each with its true boxes as trusted ("synthetic") boxes; one
-    image in five shows two instances."""
+def add_boxed_figures(
+    project: Project, counts: Mapping[str, int], seed: int = 0, *, as_truth: bool = False
+) -> None:
+    """Accepted candidates of drawn figures, each with its true boxes as trusted ("synthetic") boxes (or,
+    `as_truth`, only as the source's ground truth); one image in five shows two instances."""
     project.add_synsets(list(counts))
     bits = random.Random(seed)
     with project.session() as s:
@@ -106,6 +108,10 @@ def add_boxed_figures(project: Project, counts: Mapping[str, int], seed: int = 0
                                         decision="accepted", confidence=1.0)  # fmt: skip
                 s.add(cand)
                 s.flush()
+                if as_truth:
+                    s.add(schema.GroundTruth(candidate_id=cand.id, positive=rank != 3, true_synset=synset,
+                                             boxes=boxes if rank != 3 else []))  # fmt: skip
+                    continue
                 for x1, y1, x2, y2 in boxes:
                     s.add(schema.BoxRow(candidate_id=cand.id, x1=x1, y1=y1, x2=x2, y2=y2, origin="synthetic",
                                         status="good", confidence=1.0))  # fmt: skip
@@ -308,3 +314,29 @@ def test_a_localization_challenge_can_leave_out_test_images_without_boxes(tmp_pa
         assert info.n_test == sum(1 for it in tests if it.boxes)
         ctx = load_context(project, "loc")
         assert ctx.truth.box_offsets is not None and (np.diff(ctx.truth.box_offsets) > 0).all()
+
+
+def test_the_demo_stage_boxes_the_figures_and_puts_both_baselines_on_a_localization_board(
+    tmp_path: Path,
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from synsetforge.training.localize_demo import CENTRE_TEAM, CNN_TEAM, ensure_boxes, run_localization_demo
+
+    with Project.init(tmp_path / "p", db=None) as project:
+        add_boxed_figures(project, {c: 16 for c in SHAPES_A}, seed=5, as_truth=True)  # rank 3: a false accept
+        buf = io.StringIO()
+        name = run_localization_demo(
+            project, Console(file=buf, width=200), classes=list(SHAPES_A), cnn_run=None, epochs=2, workers=0
+        )
+        out = " ".join(buf.getvalue().split())
+        assert name is not None and "8. Localization" in out
+        assert "60 got their ground-truth boxes copied as origin 'synthetic'" in out and "4 have none" in out
+        assert CNN_TEAM in out and CENTRE_TEAM in out and "localization error" in out and "nan" not in out
+        again = ensure_boxes(project, list(SHAPES_A))  # a second run copies nothing
+        assert again.from_truth == 0 and again.by_origin == {"synthetic": 60} and again.without == 4
+        with project.session() as s:
+            rows = s.query(schema.Submission).all()
+            assert len(rows) == 2 and all(r.status == "scored" for r in rows)

@@ -182,7 +182,8 @@ def _pipeline(
     crowd_seconds: float,
     cnn_epochs: int | None,
 ) -> None:
-    """Stages 2-7 on the demo's figures: collect, verify, release, benchmark, deep baseline, transfer."""
+    """Stages 2-8 on the demo's figures: collect, verify, release, benchmark, deep baseline, transfer,
+    localization."""
     from synsetforge.candidates.cli import print_summary
     from synsetforge.candidates.collect import CollectOptions, collect
     from synsetforge.candidates.process import ImagePolicy
@@ -242,4 +243,18 @@ def _pipeline(
 
     from synsetforge.benchmark.demo import run_benchmark_demo
 
-    run_benchmark_demo(project, "v1", console, transfer_release="transfer-v1", cnn_epochs=cnn_epochs)
+    challenge = run_benchmark_demo(
+        project, "v1", console, transfer_release="transfer-v1", cnn_epochs=cnn_epochs
+    )
+
+    # 8. Localization (issue 11): boxes on the figures, a localization challenge, the CNN with a box head
+    if challenge is not None:
+        from synsetforge.training.localize_demo import LOC_EPOCHS, run_localization_demo
+
+        run_localization_demo(
+            project,
+            console,
+            classes=DEMO_CLASSES,
+            cnn_run=project.root / "runs" / "v1-small",
+            epochs=min(LOC_EPOCHS, cnn_epochs) if cnn_epochs else LOC_EPOCHS,
+        )
