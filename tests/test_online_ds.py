@@ -256,3 +256,21 @@ def test_worker_aware_over_http_decides_every_image_and_learns_the_workers(tmp_p
     assert r.accepted + r.rejected >= 0.97 * r.images
     assert r.accepted > 0 and r.precision >= 0.9 and r.recall >= 0.8
     assert models and group is not None and 0.1 < group.prior_good < 0.6
+
+
+def test_simulate_offline_compares_methods_over_seeds() -> None:
+    from typer.testing import CliRunner
+
+    from synsetforge.crowd.aggregation.cli import app
+
+    runner = CliRunner()
+    args = ["simulate", "--synsets", "1", "--images", "300", "--workers", "60", "--gold-min", "0.8"]
+    result = runner.invoke(
+        app, [*args, "--method", "worker-aware,fixed", "--seeds", "2", "--positive-rate", "0.1"]
+    )
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "worker-aware 0.99/0.001" in out and "majority of 5" in out and "dynamic consensus" not in out
+    assert "per seed" in out and "min precision" in out and "10% good" in out
+    bad = runner.invoke(app, [*args, "--method", "wisdom"])
+    assert isinstance(bad.exception, InputError) and "--method" in str(bad.exception)
