@@ -389,3 +389,19 @@ def test_conflicting_coverage_votes_at_the_cap_send_the_image_back_with_a_fresh_
         image = s.get(schema.BoxImage, cid)
         assert image is not None and image.stage == "draw" and image.round == 2
         assert image.coverage is not None and 0.05 < image.coverage < 0.995
+
+
+def test_posterior_weighs_each_vote_by_the_verifiers_gold_accuracy() -> None:
+    from synsetforge.boxes.decisions import accuracy, posterior
+
+    s = BoxSettings()
+    assert accuracy(0, 0, s) == pytest.approx(0.8)  # a new worker: the prior accuracy
+    assert accuracy(5, 10, s) == 0.65  # (5 + 10 * 0.8) / 20
+    assert accuracy(0, 40, s) == 0.5  # worse than chance counts as chance, never reversed
+    assert accuracy(1000, 1000, s) == s.accuracy_cap
+    # three agreeing verifiers of accuracy 0.85 after the prior 0.7: accepted at 0.995
+    three = posterior(0.7, [(True, 0.85, 1.0)] * 3)
+    assert three == pytest.approx(1 / (1 + (0.3 / 0.7) * (0.15 / 0.85) ** 3))
+    assert three >= s.quality_accept > posterior(0.7, [(True, 0.85, 1.0)] * 2)
+    # a vote of weight 0 (a blocked worker) or of a worker at chance changes nothing
+    assert posterior(0.7, [(False, 0.9, 0.0), (False, 0.5, 1.0)]) == pytest.approx(0.7)

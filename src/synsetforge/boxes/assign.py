@@ -34,6 +34,7 @@ def _eligible(kind: str, worker_id: int, now: datetime) -> list[Any]:
         (bi.held_until.is_(None)) | (bi.held_until <= now),
         c.id == bi.candidate_id,
         c.decision == "accepted",
+        ~exists().where(schema.Synset.id == bi.synset_id, schema.Synset.status == "retired"),
     ]
     same_round = ~exists().where(
         v.candidate_id == bi.candidate_id, v.worker_id == worker_id, v.kind == "coverage", v.round == bi.round
