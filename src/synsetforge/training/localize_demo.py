@@ -42,8 +42,8 @@ class DemoBoxes:
         parts = [have] if have else []
         if self.from_truth:
             parts.append(
-                f"{self.from_truth:,} got their ground-truth boxes copied as origin 'synthetic' (the box crowd "
-                "simulation, `synsetforge boxes simulate`, had not boxed them)"
+                f"{self.from_truth:,} got their ground-truth boxes copied as origin 'synthetic' (the box "
+                "crowd simulation, `synsetforge boxes simulate`, had not boxed them)"
             )
         if self.without:
             parts.append(f"{self.without:,} have none (the figure is not in them: false accepts)")
@@ -128,8 +128,8 @@ def run_localization_demo(
     )
     boxed = Counter(it.split for it in iter_items(project.blobs, rel.manifest_sha256) if it.boxes)
     say(
-        f"release {release}: {int(rel.stats.get('images', 0)):,} images, with boxes: {boxed['train']:,} train, "
-        f"{boxed['val']:,} val, {boxed['test']:,} test"
+        f"release {release}: {int(rel.stats.get('images', 0)):,} images, with boxes: "
+        f"{boxed['train']:,} train, {boxed['val']:,} val, {boxed['test']:,} test"
     )
     tested = {it.synset for it in iter_items(project.blobs, rel.manifest_sha256, "test") if it.boxes}
     chosen = [c for c in release_classes(project, rel) if c in tested]
@@ -151,8 +151,8 @@ def run_localization_demo(
         return None
     left_out = info.stats.get("dropped_test_images", {}).get("without_boxes", 0)
     say(
-        f"challenge {info.name}: localization (a guess is right when its class is and its box overlaps a true "
-        f"box with IoU >= 0.5), {len(info.classes)} classes, {info.n_test} test images"
+        f"challenge {info.name}: localization (a guess is right when its class is and its box overlaps a "
+        f"true box with IoU >= 0.5), {len(info.classes)} classes, {info.n_test} test images"
         + (f" ({left_out} test images without a box left out)" if left_out else "")
     )
     config = TrainConfig.for_arch("small", epochs=epochs, boxes=True)
