@@ -275,3 +275,28 @@ def test_cli_simulate_json_and_refusals(tmp_path: Path) -> None:
     ]
     assert out["protocols"][0]["images"] == 4 and out["crowd"]["workers"] == 8
     assert out["run"]["stopped"] == "max tasks" and sum(out["run"]["tasks"].values()) == 30
+
+
+def test_report_table_shows_each_protocol() -> None:
+    from rich.console import Console
+
+    from synsetforge.boxes.cli_simulate import print_report
+    from synsetforge.boxes.simulate import BoxRun, BoxSimReport
+
+    images = truth_images(40)
+    one = one_drawer(images, SimulatedBoxCrowd(CrowdModel(), 0))
+    med = median_drawers(images, SimulatedBoxCrowd(CrowdModel(), 0))
+    run = BoxRun(40, {"draw": 5, "quality": 7, "coverage": 3}, 2, 40, 1.5, "no work")
+    report = BoxSimReport(CrowdModel(), 0, run, one, (med,), gold="box gold: 2 images")
+    out = Console(record=True, width=250)
+    print_report(report, out)
+    text = out.export_text()
+    assert "15 box tasks (5 draw, 7 quality, 3 coverage)" in text and "box gold: 2 images" in text
+    assert "10% spammers" in text and "mean accuracy 0.85" in text
+    for r in (one, med):
+        row = next(line for line in text.splitlines() if line.strip("│ ").startswith(r.protocol))
+        assert (
+            f"{r.coverage:.1%}" in row
+            and f"{r.iou70_share:.1%}" in row
+            and f"{r.draw_tasks_per_box:.2f}" in row
+        )
