@@ -851,7 +851,8 @@ def run_one(backend: str, size: int, code: Code, args: argparse.Namespace) -> Re
 def ratio(a: float | None, b: float | None) -> str:
     if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
         return "-"
-    return f"x{a / b:.2f}"
+    value = a / b
+    return f"x{value:.2f}" if value >= 0.1 else f"x{value:.2g}"
 
 
 def summary(results: list[Result], args: argparse.Namespace) -> list[str]:
