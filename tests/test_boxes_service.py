@@ -405,3 +405,17 @@ def test_posterior_weighs_each_vote_by_the_verifiers_gold_accuracy() -> None:
     assert three >= s.quality_accept > posterior(0.7, [(True, 0.85, 1.0)] * 2)
     # a vote of weight 0 (a blocked worker) or of a worker at chance changes nothing
     assert posterior(0.7, [(False, 0.9, 0.0), (False, 0.5, 1.0)]) == pytest.approx(0.7)
+
+
+def test_served_and_original_frames_round_trip() -> None:
+    from synsetforge.boxes.geometry import check_served, to_original, to_served
+
+    served, orig = (320, 240), (640, 480)  # the image is served at half size
+    assert to_original([10, 20, 99, 119], served, orig) == (20, 40, 199, 239)  # pixels 10..99 -> 20..199
+    assert to_served((20, 40, 199, 239), served, orig) == [10.0, 20.0, 99.0, 119.0]
+    assert to_original([0, 0, 319, 239], served, orig) == (0, 0, 639, 479)  # the whole image
+    assert to_served((5, 6, 7, 8), orig, orig) == [5, 6, 7, 8]  # full size: integers, unchanged
+    check_served([0, 0, 319, 239], 320, 240, 2.0)
+    for bad in ([0, 0, 320, 239], [3, 0, 3, 239], [5, 5, 4, 9], [0, 0, float("nan"), 9], [True, 0, 9, 9]):
+        with pytest.raises(InputError):
+            check_served(bad, 320, 240, 2.0)
