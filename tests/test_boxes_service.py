@@ -291,6 +291,10 @@ def test_gold_in_every_kind_is_invisible_and_blocks_a_spammer(project: tuple[Pro
         assert q is not None
         real = [it for it in q.items if it.image_id not in gold_images]
         assert real and all(it.box is not None and it.accepted == [] for it in q.items)
+        shown_gold = [it.box_id for it in q.items if it.image_id in gold_images]
+        assert shown_gold and min(shown_gold) > max(
+            it.box_id for it in real
+        )  # fresh copies: ids tell nothing
         assert "gold" not in repr(asdict(q))
         result = svc.submit(spammer, q.id, {"good": [it.box_id for it in q.items]})
         if result.blocked:

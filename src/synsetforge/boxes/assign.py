@@ -90,8 +90,8 @@ def gold_quota(per_task: int, grid: int, gold_answered: int, block_min_gold: int
 def pick_gold_boxes(
     s: Session, worker_id: int, synset_id: str, n: int, rng: random.Random
 ) -> list[tuple[int, int]]:
-    """Up to n (image, gold box) of the synset the worker has not judged, one box per image, good and bad
-    alternating."""
+    """Up to n (image, gold box template) of the synset, one per gold image the worker has not judged in a
+    quality task yet, good and bad alternating. The caller shows a fresh copy (`copy_gold_box`)."""
     if n <= 0:
         return []
     b, c, v = schema.BoxRow, schema.Candidate, schema.BoxVote
@@ -101,11 +101,31 @@ def pick_gold_boxes(
         .where(
             c.synset_id == synset_id,
             b.origin == "gold",
-            ~exists().where(v.box_id == b.id, v.worker_id == worker_id),
+            b.origin_ref.is_(None),  # templates; shown copies name their template in origin_ref
+            ~exists().where(
+                v.candidate_id == b.candidate_id,
+                v.worker_id == worker_id,
+                v.kind == "quality",
+                v.is_gold.is_(True),
+            ),
         )
         .order_by(b.id)
     ).all()
     return _alternate([((int(cid), int(bid)), status == "good") for cid, bid, status in rows], n, rng)
+
+
+def copy_gold_box(s: Session, template_id: int, now: datetime) -> int:
+    """A new row for one showing of a gold box: its id is as fresh as the crowd boxes' beside it in the grid,
+    so ids give nothing away (gold boxes are made before the crowd draws)."""
+    t = s.get(schema.BoxRow, template_id)
+    assert t is not None
+    row = schema.BoxRow(
+        candidate_id=t.candidate_id, x1=t.x1, y1=t.y1, x2=t.x2, y2=t.y2, origin="gold", status=t.status,
+        confidence=t.confidence, origin_ref=f"gold box {t.id}", created_at=now,
+    )  # fmt: skip
+    s.add(row)
+    s.flush()
+    return row.id
 
 
 def pick_gold_images(

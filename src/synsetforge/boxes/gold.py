@@ -4,7 +4,9 @@ From each chosen image (a stored candidate whose ground truth lists its instance
 - draw gold: all true boxes but one are shown as already accepted; a drawing is right when its IoU with
   the hidden one reaches `gold_iou` (every fourth image hides none: then "none left" is right);
 - quality gold: one good box (a true box, its edges moved by at most 3% of its side) and one bad box (a
-  true box shifted or shrunk until its IoU with every instance is under 0.4), origin "gold";
+  true box shifted or shrunk until its IoU with every instance is under 0.4), origin "gold"; each showing
+  in a grid is a fresh copy of one of them (`assign.copy_gold_box`), so box ids do not tell gold apart, and
+  a worker judges at most one gold box per gold image;
 - coverage gold: all true boxes shown (covered), or, on images with two or more instances, alternately all
   but one (not covered).
 A gold image leaves the crowd pipeline (`box_images.stage = "gold"`); workers see gold items exactly like

@@ -215,7 +215,7 @@ class BoxService:
             )
             items = [(cid, int(boxes[cid]), False) for cid in ids if cid in boxes]
             gold_boxes = assign.pick_gold_boxes(s, worker.id, sid, n_gold, self._rng)
-            items += [(cid, bid, True) for cid, bid in gold_boxes]
+            items += [(cid, assign.copy_gold_box(s, template, now), True) for cid, template in gold_boxes]
         else:
             items = [(cid, None, False) for cid in ids]
             items += [
