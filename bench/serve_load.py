@@ -186,8 +186,8 @@ class Code:
         out = subprocess.run(
             [sys.executable, str(HERE), "--step", *argv], env=self.env(), capture_output=True, text=True
         )
-        if out.returncode != 0:
-            sys.stderr.write(out.stderr)
+        if out.returncode != 0:  # the end of its traceback, long lines (SQL with their parameters) cut
+            sys.stderr.write("\n".join(line[:400] for line in out.stderr.strip().splitlines()[-25:]) + "\n")
             raise SystemExit(f"{self.name}: setup step {argv[0]} failed")
         result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
         return result
