@@ -102,6 +102,7 @@ def run_localization_demo(
     split_val: float = 0.1,
     split_test: float = 0.15,
     workers: int = 2,
+    lr: float | None = None,
 ) -> str | None:
     """The stage (module docstring); returns the localization challenge's name, or None (with a note) when
     the project is too small for one."""
@@ -155,7 +156,7 @@ def run_localization_demo(
         f"true box with IoU >= 0.5), {len(info.classes)} classes, {info.n_test} test images"
         + (f" ({left_out} test images without a box left out)" if left_out else "")
     )
-    config = TrainConfig.for_arch("small", epochs=epochs, boxes=True)
+    config = TrainConfig.for_arch("small", epochs=epochs, boxes=True, lr=lr)  # lr None: the recipe's
     weights = _starting_weights(project, cnn_run, release, say)
     out = default_run_dir(project.root, release, "small-boxes")
     say(
