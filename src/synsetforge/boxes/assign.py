@@ -14,6 +14,7 @@ coverage, then drawing); inside a kind, the images that waited longest, all from
 from __future__ import annotations
 
 import random
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,30 +55,36 @@ def _eligible(kind: str, worker_id: int, now: datetime) -> list[Any]:
 def pick_images(
     s: Session, kind: str, worker_id: int, want: int, now: datetime, postgres: bool
 ) -> tuple[str, list[int]] | None:
-    """(synset, up to `want` image ids) for a task of `kind`, longest-waiting first; None if no work."""
+    """(synset, up to `want` image ids) for a task of `kind`, longest-waiting first, all of the synset of
+    the first one; None if no work. On PostgreSQL rows that other assignments hold locked are skipped; when
+    every eligible row was locked at that instant, try again shortly rather than tell the worker there is
+    no work."""
     bi, c = schema.BoxImage, schema.Candidate
-    conds = _eligible(kind, worker_id, now)
-    for _attempt in range(3 if postgres else 1):
-        first = s.execute(
-            select(bi.synset_id).select_from(bi).join(c, c.id == bi.candidate_id).where(*conds)
-            .order_by(bi.updated_at, bi.candidate_id).limit(1)
-        ).first()  # fmt: skip
-        if first is None:
-            return None
-        sid = str(first[0])
-        q = (
-            select(bi.candidate_id)
-            .select_from(bi)
-            .join(c, c.id == bi.candidate_id)
-            .where(bi.synset_id == sid, *conds)
-            .order_by(bi.updated_at, bi.candidate_id)
-            .limit(want)
-        )
+    base = (
+        select(bi.candidate_id, bi.synset_id)
+        .select_from(bi)
+        .join(c, c.id == bi.candidate_id)
+        .where(*_eligible(kind, worker_id, now))
+        .order_by(bi.updated_at, bi.candidate_id)
+    )
+    for attempt in range(5 if postgres else 1):
+        q = base.limit(1)
         if postgres:
             q = q.with_for_update(skip_locked=True, of=bi)
-        ids = [int(x) for x in s.scalars(q)]
-        if ids:
-            return sid, ids
+        first = s.execute(q).first()
+        if first is None:
+            if not postgres or s.execute(base.limit(1)).first() is None:
+                return None
+            time.sleep(0.02 * (attempt + 1))  # everything left was being claimed by others just now
+            continue
+        cid, sid = int(first[0]), str(first[1])
+        ids = [cid]
+        if want > 1:
+            more = base.where(bi.synset_id == sid, bi.candidate_id != cid).limit(want - 1)
+            if postgres:
+                more = more.with_for_update(skip_locked=True, of=bi)
+            ids += [int(x) for x, _ in s.execute(more)]
+        return sid, ids
     return None
 
 
