@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from synsetforge.crowd.consensus import ImageStats, SynsetState
 from synsetforge.crowd.settings import CrowdSettings
-from synsetforge.crowd.tallies import CELL, StoredTables, SynsetInfo
+from synsetforge.crowd.tallies import CELL, StoredTables, SynsetInfo, initial_complete
 from synsetforge.errors import NotFoundError
 from synsetforge.store import schema
 
@@ -226,7 +226,9 @@ def _rank(
         order.sort()
         return _Choice(syn, state_now(), [cid for _, cid in order])
 
-    if settings.method == "imagenet":
+    if settings.method == "imagenet" and not initial_complete(syn):
+        # initial phase: its images first (at most `initial_max`); afterwards initial images that are
+        # still open are in the table's cells like any other
         add(
             _fetch(
                 session, (ci.synset_id == syn.synset_id) & ci.initial.is_(True), (ci.candidate_id,), 10_000
@@ -242,15 +244,24 @@ def _rank(
         )
     )
     start = rng.random()
+    skipped = False
     for y, n in cells:
         if len(order) >= target:
             break
+        if tables.empty(syn.synset_id, y * CELL + n):
+            skipped = True
+            continue
         cell = (ci.synset_id == syn.synset_id) & (ci.cell == y * CELL + n)
         need = target - len(order)
         rows = _fetch(session, cell & (ci.hash >= start), (ci.hash,), need * 2)
         if len(rows) < need * 2:
             rows += _fetch(session, cell & (ci.hash < start), (ci.hash,), need * 2 - len(rows))
+        if not rows:
+            tables.mark_empty(syn.synset_id, y * CELL + n)
         keep(add(rows), state_now())
+    if skipped and len(order) < max(1, want // 2):
+        tables.forget_empty(syn.synset_id)  # too little found: the skipped cells may have filled since
+        return _rank(session, syn, settings, tables, worker_id, now, want, rng)
     order.sort()
     return _Choice(syn, state_now(), [cid for _, cid in order])
 

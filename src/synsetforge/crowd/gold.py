@@ -56,7 +56,7 @@ def leave_live_state(session: Session, ids: list[int]) -> None:
         session.execute(delete(ci).where(ci.candidate_id.in_([cid for cid, _ in gone])))
         syn.n_playable -= len(gone)
         syn.n_open -= sum(was_open for _, was_open in gone)
-        request_refresh(session, syn)
+        request_refresh(session, syn, sync=True)
     session.flush()
 
 

@@ -28,11 +28,11 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from synsetforge.benchmark import queue
-from synsetforge.crowd.consensus import build_table, gold_counts, playable, unit_hash
+from synsetforge.crowd.consensus import ImageStats, build_table, gold_counts, playable, unit_hash
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.crowd.tallies import (
     REFRESH_KIND,
@@ -47,6 +47,7 @@ from synsetforge.crowd.tallies import (
     recompute_initial,
     recount,
     settings_fingerprint,
+    stats_of,
     table_to_json,
 )
 from synsetforge.store import schema
@@ -143,11 +144,34 @@ def _empty_row(synset_id: str, cid: int, decision: str | None) -> dict[str, Any]
     }
 
 
-def request_refresh(session: Session, syn: schema.CrowdSynset) -> bool:
-    """Queue one rebuild job for the synset unless one is queued already (the caller holds its row)."""
+def stored(session: Session, ids: list[int]) -> dict[int, ImageStats]:
+    """The images' tallies as stored (no recount)."""
+    ci = schema.CrowdImage
+    rows = session.execute(
+        select(
+            ci.candidate_id, ci.n_full, ci.n_counted, ci.n_all, ci.yes_w, ci.no_w, ci.id_sum, ci.llr
+        ).where(ci.candidate_id.in_(ids))
+    )
+    out = {}
+    for r in rows:
+        st = stats_of(r)
+        st.llr = float(r.llr)
+        out[st.candidate_id] = st
+    return out
+
+
+def request_refresh(session: Session, syn: schema.CrowdSynset, *, sync: bool = False) -> bool:
+    """Queue one rebuild job for the synset unless one is queued already (the caller holds its row).
+    `sync`: the synset's candidates changed (new ones, gold): the job first syncs its rows with them."""
     if syn.refresh_queued:
+        if sync:  # the queued job must sync too
+            for job in session.scalars(
+                select(schema.Job).where(schema.Job.kind == REFRESH_KIND, schema.Job.status == "queued")
+            ):
+                if job.payload.get("synset_id") == syn.synset_id and not job.payload.get("sync"):
+                    job.payload = {**job.payload, "sync": True}
         return False
-    queue.enqueue(session, REFRESH_KIND, {"synset_id": syn.synset_id})
+    queue.enqueue(session, REFRESH_KIND, {"synset_id": syn.synset_id, "sync": sync})
     syn.refresh_queued = True
     return True
 
@@ -180,6 +204,18 @@ def _sync_members(write: Writer, project: Project, synset_id: str) -> None:
         rows = [_empty_row(synset_id, cid, want[cid]) for cid in missing if cid not in taken]
         for start in range(0, len(rows), 2000):
             s.execute(insert(schema.CrowdImage), rows[start : start + 2000])
+        # their tallies from votes already stored (a bulk load, an upgrade): like a submit would have made
+        added = [r["candidate_id"] for r in rows]
+        counted = [st for st in recount(s, added).values() if st.n_all]
+        if counted:
+            s.execute(
+                update(schema.CrowdImage),
+                [
+                    {"candidate_id": st.candidate_id, "n_full": st.n_full, "n_counted": st.n_counted,
+                     "n_all": st.n_all, "yes_w": st.yes_w, "no_w": st.no_w, "id_sum": st.id_sum}
+                    for st in counted
+                ],
+            )  # fmt: skip
 
 
 def rebuild(
@@ -191,16 +227,20 @@ def rebuild(
     *,
     batch: int = BATCH,
     on_batch: Callable[[int], None] | None = None,
+    heal: bool = False,
+    sync: bool = True,
 ) -> int:
     """Rebuild the synset's table and re-decide all its images (see the module docstring). Returns how
-    many decisions changed."""
+    many decisions changed. `heal`: recount every image's tallies from the votes (`refresh`, after votes
+    were loaded outside the service); otherwise the stored tallies of voted or decided images are used."""
     fp = settings_fingerprint(settings)
     with write() as s:
         syn = lock_synset(s, synset_id)
         syn.refresh_queued = False
         syn.refreshing = True
         syn.refresh_started_at = now_utc()
-    _sync_members(write, project, synset_id)
+    if sync or heal:
+        _sync_members(write, project, synset_id)
     ci = schema.CrowdImage
     # the table, from a read snapshot (no lock held while it is built)
     with write() as s:
@@ -262,14 +302,10 @@ def rebuild(
             syn = lock_synset(s, synset_id)
             if syn.table_version != version:
                 return changed  # a newer table was published: its job re-decides everything
-            ids = list(
-                s.scalars(
-                    select(ci.candidate_id)
-                    .where(ci.synset_id == synset_id, ci.candidate_id > last)
-                    .order_by(ci.candidate_id)
-                    .limit(batch)
-                )
-            )
+            q = select(ci.candidate_id).where(ci.synset_id == synset_id, ci.candidate_id > last)
+            if not heal:  # an image without votes that is open stays so under any table
+                q = q.where((ci.n_all > 0) | ci.cell.is_(None))
+            ids = list(s.scalars(q.order_by(ci.candidate_id).limit(batch)))
             if not ids:
                 syn.n_open = int(
                     s.scalar(select(func.count()).where(ci.synset_id == synset_id, ci.cell.is_not(None))) or 0
@@ -277,7 +313,9 @@ def rebuild(
                 syn.refreshing = False
                 syn.refreshed_at = now_utc()
                 break
-            got, opened = decide_rows(s, syn, settings, tables.get(syn), recount(s, ids))
+            got, opened = decide_rows(
+                s, syn, settings, tables.get(syn), recount(s, ids) if heal else stored(s, ids)
+            )
             changed += got
             syn.n_open += opened
             last = ids[-1]
@@ -316,7 +354,7 @@ def check_members(write: Writer, project: Project, settings: CrowdSettings) -> i
     for start in range(0, len(stale), 200):
         with write() as s:
             for sid in stale[start : start + 200]:
-                queued += request_refresh(s, lock_synset(s, sid))
+                queued += request_refresh(s, lock_synset(s, sid), sync=True)
     return queued
 
 
@@ -356,7 +394,8 @@ def handlers(
     batches), the fenced apply only closes the job."""
 
     def handle(project: Project, job: queue.JobInfo) -> Callable[[Session], None]:
-        rebuild(project, str(job.payload["synset_id"]), settings, tables, write, batch=batch)
+        synset_id, sync = str(job.payload["synset_id"]), bool(job.payload.get("sync", True))
+        rebuild(project, synset_id, settings, tables, write, batch=batch, sync=sync)
         return lambda _s: None
 
     return {REFRESH_KIND: handle}

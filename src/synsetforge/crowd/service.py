@@ -34,7 +34,7 @@ from synsetforge.crowd.consensus import TableCache, playable
 from synsetforge.crowd.errors import AccessDeniedError, TaskClosedError, WorkerBlockedError
 from synsetforge.crowd.record import record_live
 from synsetforge.crowd.settings import CrowdSettings
-from synsetforge.crowd.tallies import StoredTables
+from synsetforge.crowd.tallies import StoredTables, refresh_planner_statistics
 from synsetforge.crowd.tokens import completion_code
 from synsetforge.errors import InputError, NotFoundError
 from synsetforge.store import schema
@@ -135,6 +135,7 @@ class CrowdService:
             # candidates, and rebuilds after a settings change or an upgrade, before the first task.
             if incremental.check_members(self.write, self.project, self.settings):
                 self.run_jobs()
+                refresh_planner_statistics(self.project)
             if self.runner is not None:
                 self.runner.start()
             self._checked = True
@@ -457,9 +458,12 @@ class CrowdService:
                 if synset_ids is not None
                 else sorted(set(s.scalars(select(schema.Candidate.synset_id).where(playable()).distinct())))
             )
-        return sum(
-            incremental.rebuild(self.project, sid, self.settings, self.stored, self.write) for sid in ids
+        changed = sum(
+            incremental.rebuild(self.project, sid, self.settings, self.stored, self.write, heal=True)
+            for sid in ids
         )
+        refresh_planner_statistics(self.project)
+        return changed
 
     # -- images -------------------------------------------------------------------------------------
 

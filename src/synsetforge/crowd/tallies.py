@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.store import schema
 
 CELL = 1000  # cell = yes * CELL + no
+EMPTY_TTL_S = 2.0
 REFRESH_KIND = "crowd.refresh"
 
 _TABLE_FIELDS = (
@@ -115,9 +117,29 @@ class StoredTables:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tables: dict[str, tuple[int, ConfidenceTable | None, list[tuple[int, int]]]] = {}
+        self._empty: dict[tuple[str, int], float] = {}
 
     def get(self, syn: schema.CrowdSynset | SynsetInfo) -> ConfidenceTable | None:
         return self._entry(syn)[0]
+
+    def empty(self, synset_id: str, cell: int) -> bool:
+        """A cell found empty within the last `EMPTY_TTL_S` (ranking skips it: most of a table's open
+        cells hold no image, and probing each costs two queries per next-task; a cell that fills up again
+        is only ranked a moment late, and `assign._verify` re-checks whatever is handed out)."""
+        with self._lock:
+            until = self._empty.get((synset_id, cell))
+        return until is not None and until > time.monotonic()
+
+    def forget_empty(self, synset_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._empty if k[0] == synset_id]:
+                del self._empty[key]
+
+    def mark_empty(self, synset_id: str, cell: int) -> None:
+        with self._lock:
+            if len(self._empty) > 100_000:
+                self._empty.clear()
+            self._empty[(synset_id, cell)] = time.monotonic() + EMPTY_TTL_S
 
     def cells(self, syn: schema.CrowdSynset | SynsetInfo) -> list[tuple[int, int]]:
         """The table's open cells (yes, no), most expected votes first (assignment order)."""
@@ -305,6 +327,17 @@ def is_stale(syn: schema.CrowdSynset, settings: CrowdSettings, settings_fp: str)
     return syn.n_votes != syn.table_votes or syn.n_gold_votes != syn.table_gold_votes
 
 
+_TALLY_COLUMNS = (
+    schema.CrowdImage.n_full,
+    schema.CrowdImage.n_counted,
+    schema.CrowdImage.n_all,
+    schema.CrowdImage.yes_w,
+    schema.CrowdImage.no_w,
+    schema.CrowdImage.id_sum,
+    schema.CrowdImage.llr,
+)
+
+
 def decide_rows(
     session: Session,
     syn: schema.CrowdSynset,
@@ -319,16 +352,21 @@ def decide_rows(
     c, ci = schema.Candidate, schema.CrowdImage
     ids = sorted(fresh)
     current: dict[int, tuple[bool, int | None]] = {}
+    stored: dict[
+        int, tuple[Any, ...]
+    ] = {}  # what the row holds now: rows that would not change are not written
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
-        for cid, initial, cell, decision, confidence in session.execute(
-            select(ci.candidate_id, ci.initial, ci.cell, c.decision, c.confidence)
+        for row in session.execute(
+            select(ci.candidate_id, ci.initial, ci.cell, c.decision, c.confidence, *_TALLY_COLUMNS)
             .join(c, c.id == ci.candidate_id)
             .where(ci.candidate_id.in_(chunk))
         ):
+            cid, initial, cell, decision, confidence = row[:5]
             st = fresh[int(cid)]
             st.decision, st.confidence = decision, confidence
             current[int(cid)] = (bool(initial), cell)
+            stored[int(cid)] = (*row[5:], cell)
     members = frozenset(cid for cid, (flag, _) in current.items() if flag)
     state = SynsetState(syn.synset_id, settings, {k: fresh[k] for k in current}, members, table)
     if settings.method == "worker-aware":  # worker-aware (C2): evidence under the current worker models
@@ -348,19 +386,21 @@ def decide_rows(
             from synsetforge.crowd import worker_aware
 
             cell = worker_aware.cell(st.llr, state.prior_good, settings)
-        tallies.append(
-            {
-                "_id": cid,
-                "n_full": st.n_full,
-                "n_counted": st.n_counted,
-                "n_all": st.n_all,
-                "yes_w": st.yes_w,
-                "no_w": st.no_w,
-                "id_sum": st.id_sum,
-                "llr": st.llr,  # worker-aware (C2)
-                "cell": cell,
-            }
-        )
+        now = (st.n_full, st.n_counted, st.n_all, st.yes_w, st.no_w, st.id_sum, st.llr, cell)
+        if now != stored[cid]:
+            tallies.append(
+                {
+                    "_id": cid,
+                    "n_full": st.n_full,
+                    "n_counted": st.n_counted,
+                    "n_all": st.n_all,
+                    "yes_w": st.yes_w,
+                    "no_w": st.no_w,
+                    "id_sum": st.id_sum,
+                    "llr": st.llr,  # worker-aware (C2)
+                    "cell": cell,
+                }
+            )
         same_conf = (confidence is None and st.confidence is None) or (
             confidence is not None and st.confidence is not None and abs(confidence - st.confidence) < 1e-9
         )
@@ -437,3 +477,15 @@ def resync_open(session: Session) -> None:
     for row in session.scalars(select(cs)):
         row.n_open = int(counts.get(row.synset_id, 0))
     session.flush()
+
+
+def refresh_planner_statistics(project: Any) -> None:
+    """After bulk changes (start-up sync, `refresh`): planner statistics for the hot tables, so the
+    indexes above are used (PostgreSQL: ANALYZE; SQLite: PRAGMA optimize, which analyzes what needs it)."""
+    with project.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            for table in ("candidates", "votes", "crowd_images", "crowd_synsets", "task_items", "tasks"):
+                conn.exec_driver_sql(f"ANALYZE {table}")
+        else:
+            conn.exec_driver_sql("PRAGMA optimize")
+        conn.commit()
