@@ -211,14 +211,17 @@ def test_refit_group_stores_worker_models_and_decides_by_evidence(tmp_path: Path
             right += (conf > 0.5) == truth[cid]
         assert right >= 0.95 * len(truth)
         with p.session() as s:  # the spammer gets no more tasks of the synset; the others do
-            assert worker_aware.excluded_workers(s, SQUARE, settings) == {ids["spam"]}  # spread >= 1
-            strict = settings.with_(worker_min_spread=3.5)  # accuracy ~0.8 is not enough either
+            cap1 = settings.with_(max_votes=1)  # keeps only the single best worker out of reach
+            assert worker_aware.excluded_workers(s, SQUARE, cap1) == {ids["spam"]}  # spread >= 1
+            assert not worker_aware.takes_tasks(s, ids["spam"], SQUARE, cap1)
+            assert worker_aware.takes_tasks(s, ids["expert"], SQUARE, cap1)
+            strict = cap1.with_(worker_min_spread=3.5)  # accuracy ~0.8 is not enough either
             assert worker_aware.excluded_workers(s, SQUARE, strict) == {
                 ids[n] for n in ("spam", "ok1", "ok2")
             }
-            assert not worker_aware.takes_tasks(s, ids["spam"], SQUARE, settings)
-            assert worker_aware.takes_tasks(s, ids["expert"], SQUARE, settings)
-            assert worker_aware.excluded_workers(s, SQUARE, settings.with_(worker_min_spread=0.0)) == set()
+            assert worker_aware.excluded_workers(s, SQUARE, cap1.with_(worker_min_spread=0.0)) == set()
+            # with the default cap of 20 votes, the 20 best workers always keep getting tasks
+            assert worker_aware.excluded_workers(s, SQUARE, strict.with_(max_votes=20)) == set()
         with p.session() as s:  # a second refit replaces the rows (no duplicates)
             worker_aware.refit_group(s, SQUARE, settings)
             n_rows = s.scalar(select(func.count()).select_from(schema.WorkerModelRow))

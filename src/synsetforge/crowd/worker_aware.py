@@ -289,20 +289,28 @@ def spread(model: WorkerModel) -> float:
 
 def excluded_workers(session: Session, group: str, settings: CrowdSettings) -> set[int]:
     """Workers of the group's last refit who answered enough (gold + votes, `worker_min_evidence`) and
-    separate yes from no by less than `worker_min_spread` nats: they get no more tasks of the group."""
+    separate yes from no by less than `worker_min_spread` nats: they get no more tasks of the group.
+
+    The `max_votes` most informative workers of the group are always kept, so that an image can still
+    reach its vote cap (in a small crowd, excluding everyone below the bar left images open for good:
+    every worker still allowed had voted on them)."""
     if settings.worker_min_spread <= 0:
         return set()
     wm = schema.WorkerModelRow
     prior = 2 * settings.worker_prior_strength  # pseudo-votes of the Beta priors
-    out = set()
+    ranked = []
     for worker, sa_, sb, fa, fb in session.execute(
         select(wm.worker_id, wm.sens_a, wm.sens_b, wm.spec_a, wm.spec_b).where(wm.synset_group == group)
     ):
         model = WorkerModel(float(sa_), float(sb), float(fa), float(fb))
         answers = sa_ + sb + fa + fb - prior
-        if answers >= settings.worker_min_evidence and spread(model) < settings.worker_min_spread:
-            out.add(int(worker))
-    return out
+        ranked.append((spread(model), answers >= settings.worker_min_evidence, int(worker)))
+    ranked.sort(reverse=True)
+    return {
+        worker
+        for spread_, enough, worker in ranked[settings.max_votes :]
+        if enough and spread_ < settings.worker_min_spread
+    }
 
 
 def takes_tasks(session: Session, worker_id: int, synset_id: str, settings: CrowdSettings) -> bool:
