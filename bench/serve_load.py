@@ -6,6 +6,10 @@
     .venv/bin/python bench/serve_load.py --sizes 100k --rebuilds           # table rebuilds during the run
     .venv/bin/python bench/serve_load.py --peer HEAD~3 --sizes 30k         # same load on another commit
     .venv/bin/python bench/serve_load.py --think 2 --seconds 60            # 2 s (+-50%) per task to answer
+    .venv/bin/python bench/serve_load.py --code 73fc4c1 --sizes 10k        # measure a commit, not the checkout
+
+Requests still in flight `--drain` seconds (60) after the measured phase are cut and said so; their
+submissions count as unanswered (their votes may be stored, never twice).
 
 Per run (one backend, one size, one code tree):
 1. Project: `Project.init` (the code under test's migrations), then the rows written straight into the
