@@ -226,14 +226,14 @@ def _rank(
         order.sort()
         return _Choice(syn, state_now(), [cid for _, cid in order])
 
-    if settings.method == "imagenet" and not initial_complete(syn):
-        # initial phase: its images first (at most `initial_max`); afterwards initial images that are
-        # still open are in the table's cells like any other
-        add(
-            _fetch(
-                session, (ci.synset_id == syn.synset_id) & ci.initial.is_(True), (ci.candidate_id,), 10_000
-            )
-        )
+    if settings.method == "imagenet":
+        # initial images short of their full-weight votes first (the whole subset, at most `initial_max`
+        # or its 5%, while it is collecting; afterwards only those whose votes a block took away): an
+        # index range on (synset, initial, n_full)
+        short = (ci.synset_id == syn.synset_id) & ci.initial.is_(True) & (ci.n_full < settings.initial_votes)
+        if initial_complete(syn):
+            short = short & ci.cell.is_not(None)
+        add(_fetch(session, short, (ci.candidate_id,), 10_000))
         keep(list(stats), state_now())
     cells = (
         tables.cells(syn)

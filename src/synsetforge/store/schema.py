@@ -287,7 +287,7 @@ class CrowdImage(Base):
     __table_args__ = (
         Index("ix_crowd_images_synset_cell_hash", "synset_id", "cell", "hash"),
         Index("ix_crowd_images_synset_hash", "synset_id", "hash"),
-        Index("ix_crowd_images_synset_initial", "synset_id", "initial"),
+        Index("ix_crowd_images_synset_initial", "synset_id", "initial", "n_full"),
         Index("ix_crowd_images_synset_candidate", "synset_id", "candidate_id"),
     )
 

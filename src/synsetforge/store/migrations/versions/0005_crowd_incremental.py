@@ -63,7 +63,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_crowd_images_synset_cell_hash", "crowd_images", ["synset_id", "cell", "hash"])
     op.create_index("ix_crowd_images_synset_hash", "crowd_images", ["synset_id", "hash"])
-    op.create_index("ix_crowd_images_synset_initial", "crowd_images", ["synset_id", "initial"])
+    op.create_index("ix_crowd_images_synset_initial", "crowd_images", ["synset_id", "initial", "n_full"])
     op.create_index("ix_crowd_images_synset_candidate", "crowd_images", ["synset_id", "candidate_id"])
     op.create_table(
         "crowd_synsets",
