@@ -109,7 +109,8 @@ class CrowdService:
         self.project = project
         self.settings = settings or CrowdSettings.from_project(project)
         self.tables = TableCache()  # tables built by recomputes from scratch (`crowd aggregate`)
-        self.stored = StoredTables()  # the live tables, as stored in `crowd_synsets`
+        # the live tables, as stored in `crowd_synsets`; a server skips cells it found empty a moment ago
+        self.stored = StoredTables(remember_empty=background)
         self.background = background
         self._sqlite = project.dialect == "sqlite"
         self._lock = _sqlite_lock(str(project.engine.url)) if self._sqlite else None

@@ -114,7 +114,8 @@ def table_from_json(data: dict[str, Any]) -> ConfidenceTable:
 class StoredTables:
     """Deserialized tables per (synset, version), shared by a process's requests. Thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, remember_empty: bool = True) -> None:
+        self.remember_empty = remember_empty  # off: every cell is probed (deterministic, for simulations)
         self._lock = threading.Lock()
         self._tables: dict[str, tuple[int, ConfidenceTable | None, list[tuple[int, int]]]] = {}
         self._empty: dict[tuple[str, int], float] = {}
@@ -126,6 +127,8 @@ class StoredTables:
         """A cell found empty within the last `EMPTY_TTL_S` (ranking skips it: most of a table's open
         cells hold no image, and probing each costs two queries per next-task; a cell that fills up again
         is only ranked a moment late, and `assign._verify` re-checks whatever is handed out)."""
+        if not self.remember_empty:
+            return False
         with self._lock:
             until = self._empty.get((synset_id, cell))
         return until is not None and until > time.monotonic()
@@ -136,6 +139,8 @@ class StoredTables:
                 del self._empty[key]
 
     def mark_empty(self, synset_id: str, cell: int) -> None:
+        if not self.remember_empty:
+            return
         with self._lock:
             if len(self._empty) > 100_000:
                 self._empty.clear()
