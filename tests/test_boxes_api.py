@@ -234,3 +234,26 @@ def test_cli_gold_and_status(tmp_path: Path) -> None:
     assert r.exit_code != 0 and "per_synset must be >= 1" in str(r.exception)
     r = runner.invoke(cli_app, ["boxes", "status", "-p", str(root)])
     assert f"0 of {len(truth) - 4} images covered" in r.output
+
+
+def test_an_open_box_task_is_never_served_or_submitted_as_a_yes_no_task(env: Env) -> None:
+    """One open task per worker, of any kind: /api/v1/task must neither show a box task as an image grid nor
+    take yes/no answers for it (before, it stored votes and closed the box task)."""
+    ann = env.tokens[0]
+    task = env.get(ann, "draw")
+    assert task is not None
+    before = stored(env.project)
+    with env.project.session() as s:
+        votes_before = int(s.scalar(select(func.count()).select_from(schema.Vote)) or 0)
+    r = env.client.get("/api/v1/task", headers=auth(ann))
+    assert r.status_code == 409, r.text
+    assert "box task" in r.json()["detail"]
+    item = task["items"][0]["image_id"]
+    r = env.client.post(f"/api/v1/tasks/{task['id']}/submit", json={"yes": [item]}, headers=auth(ann))
+    assert r.status_code in (404, 422), r.text
+    with env.project.session() as s:
+        assert int(s.scalar(select(func.count()).select_from(schema.Vote)) or 0) == votes_before
+        assert s.get(schema.Task, task["id"]).status == "open"  # type: ignore[union-attr]
+    assert stored(env.project) == before
+    # the box task is still the worker's and can be done
+    assert env.post(ann, task["id"], truthful(view_of(task), env.truth)).status_code == 200

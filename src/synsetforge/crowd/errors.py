@@ -15,3 +15,10 @@ class WorkerBlockedError(SynsetforgeError):
 
 class AccessDeniedError(SynsetforgeError):
     """A valid principal asked for something that is not theirs (HTTP 403/404)."""
+
+
+BOX_TASK_KINDS = ("draw", "quality", "coverage")
+
+
+class BoxTaskOpenError(TaskClosedError):
+    """The worker holds an open box task; yes/no work waits until it is submitted or expires (HTTP 409)."""

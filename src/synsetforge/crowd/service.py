@@ -31,7 +31,13 @@ from synsetforge.crowd import incremental
 from synsetforge.crowd import workers as wk
 from synsetforge.crowd.assign import as_utc, assign_task, lock_worker, open_task_of, plan_task, sweep_expired
 from synsetforge.crowd.consensus import TableCache, playable
-from synsetforge.crowd.errors import AccessDeniedError, TaskClosedError, WorkerBlockedError
+from synsetforge.crowd.errors import (
+    BOX_TASK_KINDS,
+    AccessDeniedError,
+    BoxTaskOpenError,
+    TaskClosedError,
+    WorkerBlockedError,
+)
 from synsetforge.crowd.record import record_live
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.crowd.tallies import StoredTables, refresh_planner_statistics
@@ -93,6 +99,14 @@ class WorkerSummary:
     tasks_done: int
     images_done: int
     last_code: str | None
+
+
+def _refuse_box_task(s: Session, task_id: int) -> None:
+    """A worker holding an open box task gets no yes/no grid until it is done (one open task per worker)."""
+    if s.scalar(select(schema.Task.kind).where(schema.Task.id == task_id)) in BOX_TASK_KINDS:
+        raise BoxTaskOpenError(
+            f"you have an open box task ({task_id}): finish it at /boxes/work first, or let it expire"
+        )
 
 
 class CrowdService:
@@ -275,6 +289,7 @@ class CrowdService:
                 raise WorkerBlockedError(worker.blocked_reason or "this worker is blocked")
             task_id = open_task_of(s, worker_id, now)
             if task_id is not None:
+                _refuse_box_task(s, task_id)
                 return self._task_view(s, worker_id, task_id)
             plan = plan_task(s, worker_id, self.settings, self.stored, now, self._rng, worker.gold_total)
         with self.write() as s:
@@ -285,7 +300,9 @@ class CrowdService:
                 self._last_sweep = time.monotonic()
                 sweep_expired(s, now)
             task_id = open_task_of(s, worker_id, now)
-            if task_id is None and plan is not None:
+            if task_id is not None:
+                _refuse_box_task(s, task_id)
+            elif plan is not None:
                 task_id = assign_task(s, worker_id, self.settings, self.stored, now, self._rng, plan)
         if task_id is None:
             return None
@@ -296,7 +313,7 @@ class CrowdService:
         """An open task of this worker (NotFoundError for anyone else's, or a closed one)."""
         with self.read() as s:
             task = s.get(schema.Task, task_id)
-            if task is None or task.worker_id != worker_id:
+            if task is None or task.worker_id != worker_id or task.kind in BOX_TASK_KINDS:
                 raise NotFoundError(f"no task {task_id} for this worker")
             return self._task_view(s, worker_id, task_id)
 
@@ -355,6 +372,8 @@ class CrowdService:
                 task = s.scalars(q).first()
                 if task is None or task.worker_id != worker_id:
                     raise NotFoundError(f"no task {task_id} for this worker")
+                if task.kind in BOX_TASK_KINDS:
+                    raise InputError(f"task {task_id} is a box task: submit it at /api/v1/box-task/{task_id}")
                 if task.status == "submitted":
                     raise TaskClosedError(f"task {task_id} was already submitted")
                 expires = as_utc(task.expires_at)
