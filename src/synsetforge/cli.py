@@ -266,7 +266,7 @@ def demo(
     per_synset: Annotated[
         int, typer.Option(help="Synthetic candidates per benchmark figure (transfer figures get 40% of it).")
     ] = 330,
-    crowd_seconds: Annotated[float, typer.Option(help="Time limit of the simulated crowd (s).")] = 120.0,
+    crowd_seconds: Annotated[float, typer.Option(help="Time limit of the simulated crowd (s).")] = 240.0,
     epochs: Annotated[
         int | None, typer.Option(help="Epochs of the demo's CNN (default: its measured recipe).")
     ] = None,

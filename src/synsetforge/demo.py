@@ -42,7 +42,7 @@ TRANSFER_CLASSES = (
 DEMO_PRECISION = 0.6  # share of a query's results that show the figure
 DEMO_PER_SYNSET = 330  # synthetic candidates per benchmark figure
 TRANSFER_SHARE = 40  # transfer figures get this percentage of that
-DEMO_CROWD_SECONDS = 120.0
+DEMO_CROWD_SECONDS = 240.0
 
 
 DEMO_MARKER = ".synsetforge-demo"  # written into the folder the demo makes: only such a folder is rebuilt

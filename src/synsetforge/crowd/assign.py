@@ -155,6 +155,21 @@ def _fetch(session: Session, where: Any, order: Any, limit: int) -> list[Any]:
     return list(session.execute(select(*_ROW_COLUMNS).where(where).order_by(*order).limit(limit)))
 
 
+def _filled_cells(session: Session, synset_id: str) -> set[int]:
+    """The table cells that hold at least one open image of the synset, by a skip scan of the index on
+    (synset, cell, hash): one index seek per filled cell, however many images each holds. Most of a
+    table's ~200 cells are empty, and probing each of them cost two queries per next-task."""
+    ci = schema.CrowdImage
+    found: set[int] = set()
+    last = -1
+    while True:
+        nxt = session.scalar(select(func.min(ci.cell)).where(ci.synset_id == synset_id, ci.cell > last))
+        if nxt is None:
+            return found
+        found.add(int(nxt))
+        last = int(nxt)
+
+
 def _rank(
     session: Session,
     syn: SynsetInfo,
@@ -245,9 +260,12 @@ def _rank(
     )
     start = rng.random()
     skipped = False
+    filled = _filled_cells(session, syn.synset_id) if cells else set()
     for y, n in cells:
         if len(order) >= target:
             break
+        if y * CELL + n not in filled:
+            continue
         if tables.empty(syn.synset_id, y * CELL + n):
             skipped = True
             continue

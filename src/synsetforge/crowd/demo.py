@@ -43,6 +43,7 @@ def run_crowd_demo(
             settings=settings,
             max_seconds=max_seconds,
             on_task=lambda n: status.update(f"simulated workers at work... {n} tasks"),
+            background=True,  # served as `synsetforge serve` serves: rebuilds in the job thread
         )
     print_simulation(sim, settings, console)
     with project.session() as s:

@@ -168,8 +168,13 @@ def simulate_over_http(
     max_tasks: int | None = None,
     max_seconds: float | None = None,
     on_task: Callable[[int], None] | None = None,
+    background: bool = False,
 ) -> Simulation:
-    """The whole simulated campaign on `project` over loopback HTTP (see the module docstring)."""
+    """The whole simulated campaign on `project` over loopback HTTP (see the module docstring).
+
+    `background=True` serves it as `synsetforge serve` does: table rebuilds run in the server's job thread
+    instead of after each request (faster, but the campaign then depends on timing, so not reproducible
+    from its seed); the jobs left when the crowd stops are run before the report."""
     from synsetforge.web.app import create_app
     from synsetforge.web.server import ThreadedServer
 
@@ -187,7 +192,7 @@ def simulate_over_http(
     pool = make_worker_pool(
         workers, mean_accuracy=accuracy, spammer_fraction=spammers, adversary_fraction=adversaries, seed=seed
     )
-    app = create_app(project, settings, seed=seed)
+    app = create_app(project, settings, seed=seed, background=background)
     token = app.state.service.create_token("admin", "crowd simulate")
     try:
         with ThreadedServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
@@ -202,6 +207,9 @@ def simulate_over_http(
                 on_task=on_task,
             )
     finally:
+        if background:
+            app.state.service.close()
+            app.state.service.run_jobs()  # what the job thread had not done yet
         with project.session() as s:
             s.execute(
                 update(schema.ApiToken)
