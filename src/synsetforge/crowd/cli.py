@@ -32,7 +32,7 @@ app = typer.Typer(
         {
             "simulate-offline": Lazy(
                 "synsetforge.crowd.aggregation.cli:simulate",
-                "Compare dynamic consensus with a fixed-size majority vote on a simulated crowd.",
+                "Compare dynamic consensus, a fixed-size majority vote and worker-aware decisions on a simulated crowd.",
             ),
             "votes": Lazy(
                 "synsetforge.crowd.aggregation.cli:votes",
