@@ -27,7 +27,7 @@ PARAMS_KEY = "aggregation.params"
 BY_AGGREGATE = "crowd aggregate"
 BY_LIVE = "live serving"
 
-_CONSENSUS = (
+CONSENSUS_KEYS = (  # the settings a dynamic-consensus decision depends on
     "threshold",
     "reject_threshold",
     "initial_votes",
@@ -50,7 +50,7 @@ def method_settings(method: str, settings: CrowdSettings) -> dict[str, Any]:
     """The settings that shape `method`'s decisions (dynamic consensus: the consensus and blocking keys)."""
     keys: tuple[str, ...]
     if method == "imagenet":
-        keys = _CONSENSUS + _BLOCKED
+        keys = CONSENSUS_KEYS + _BLOCKED
     elif method == "fixed":
         keys = ("fixed_votes", *_BLOCKED)
     else:

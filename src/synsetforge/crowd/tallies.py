@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from synsetforge.crowd.aggregation import ConfidenceTable, Decision
 from synsetforge.crowd.consensus import ImageStats, SynsetState, choose_initial
+from synsetforge.crowd.record import CONSENSUS_KEYS
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.store import schema
 
@@ -53,23 +54,7 @@ _TABLE_FIELDS = (
     "easily_illustrated",
     "reject_threshold",
 )
-_SETTINGS_KEYS = (
-    "method",
-    "fixed_votes",
-    "threshold",
-    "reject_threshold",
-    "initial_votes",
-    "initial_fraction",
-    "initial_min",
-    "initial_each",
-    "initial_max",
-    "max_votes",
-    "min_votes",
-    "prior_strength",
-    "calibration",
-    "calibration_min_gold",
-    "block_min_gold",
-)
+_SETTINGS_KEYS = ("method", "fixed_votes", *CONSENSUS_KEYS, "block_min_gold")
 
 
 def cell_of(st: ImageStats) -> int:
