@@ -21,7 +21,7 @@ Per run (one backend, one size, one code tree):
    the consensus' hash order) gets `initial_votes` votes from 10 warm-up workers (accuracy 0.8), inserted
    in bulk; then the code under test's `CrowdService.refresh()` brings decisions (and whatever state it
    keeps) up to date and ANALYZE runs. With `--rebuilds`, each synset also gets single votes on open
-   images up to just below its next table rebuild point (the table is rebuilt at each ~5% growth of a
+   images up to just below its next table rebuild point (the table is rebuilt at each ~20% growth of a
    synset's votes), so rebuilds happen early in the measured phase.
 3. Measured phase: the server (`synsetforge serve --workers N`, N = `--server-workers` on PostgreSQL, 1 on
    SQLite, which has one writer; a peer tree without that option runs `uvicorn --factory --workers N`) and
@@ -70,6 +70,7 @@ GOLD_PER_SYNSET = 20
 WARM_WORKERS = 10
 ACCURACY = 0.8
 TICK = os.sysconf("SC_CLK_TCK")
+GROWTH = 1.2  # crowd.consensus.REBUILD_GROWTH (a peer tree may differ; only --rebuilds' warm-up uses it)
 
 
 # -- sizes and small helpers ---------------------------------------------------------------------------
@@ -117,14 +118,14 @@ def unit_hash(ids: np.ndarray) -> np.ndarray:
 
 
 def rebuild_bucket(n: int) -> int:
-    """crowd.consensus._log_bucket: the table is rebuilt when this changes (each ~5% more votes)."""
-    return int(math.log(max(n, 1)) / math.log(1.05))
+    """crowd.consensus._log_bucket: the table is rebuilt when this changes (each ~20% more votes)."""
+    return int(math.log(max(n, 1)) / math.log(GROWTH))
 
 
 def next_rebuild_point(n: int) -> int:
     """The smallest vote count above `n` in the next bucket."""
     k = rebuild_bucket(n)
-    m = max(int(1.05 ** (k + 1)) - 2, n + 1)
+    m = max(int(GROWTH ** (k + 1)) - 2, n + 1)
     while rebuild_bucket(m) <= k:
         m += 1
     return m
@@ -834,7 +835,7 @@ def run_one(backend: str, size: int, code: Code, args: argparse.Namespace) -> Re
             else ", database: SQLite runs inside the server process (included in the server's figure)"
         )
         + f"; server memory peak {server_mib:.0f} MiB (sum of VmHWM)\n"
-        f"{label}: table rebuild points crossed: {crossed} (each ~5% growth of a synset's votes); "
+        f"{label}: table rebuild points crossed: {crossed} (each ~20% growth of a synset's votes); "
         f"errors {dict(stats.errors) or 'none'}"
         + (
             f"; {stats.cut} requests cut, still unanswered {args.drain:g} s after the phase"

@@ -155,10 +155,20 @@ def _fetch(session: Session, where: Any, order: Any, limit: int) -> list[Any]:
     return list(session.execute(select(*_ROW_COLUMNS).where(where).order_by(*order).limit(limit)))
 
 
-def _filled_cells(session: Session, synset_id: str) -> set[int]:
+def _filled_cells(session: Session, synset_id: str, tables: StoredTables) -> set[int]:
     """The table cells that hold at least one open image of the synset, by a skip scan of the index on
     (synset, cell, hash): one index seek per filled cell, however many images each holds. Most of a
-    table's ~200 cells are empty, and probing each of them cost two queries per next-task."""
+    table's ~200 cells are empty, and probing each of them cost two queries per next-task. A server
+    remembers the answer for a moment (`StoredTables.filled`)."""
+    cached = tables.filled(synset_id)
+    if cached is not None:
+        return cached
+    found = _scan_cells(session, synset_id)
+    tables.remember_filled(synset_id, found)
+    return found
+
+
+def _scan_cells(session: Session, synset_id: str) -> set[int]:
     ci = schema.CrowdImage
     found: set[int] = set()
     last = -1
@@ -210,6 +220,7 @@ def _rank(
         return fresh
 
     def keep(ids: list[int], state: SynsetState) -> None:
+        """Rank those of `ids` that still want a vote this worker may give (two queries for the lot)."""
         if not ids:
             return
         mine = voted_by(session, worker_id, ids)
@@ -248,8 +259,10 @@ def _rank(
         short = (ci.synset_id == syn.synset_id) & ci.initial.is_(True) & (ci.n_full < settings.initial_votes)
         if initial_complete(syn):
             short = short & ci.cell.is_not(None)
-        add(_fetch(session, short, (ci.candidate_id,), 10_000))
-        keep(list(stats), state_now())
+        # no ORDER BY: ordered by id, SQLite preferred reading the synset's whole (synset, id) index
+        initial_rows = add(_fetch(session, short, (), 10_000))
+    else:
+        initial_rows = []
     cells = (
         tables.cells(syn)
         if settings.method == "imagenet"
@@ -260,23 +273,28 @@ def _rank(
     )
     start = rng.random()
     skipped = False
-    filled = _filled_cells(session, syn.synset_id) if cells else set()
+    filled = _filled_cells(session, syn.synset_id, tables) if cells else set()
+    pending = initial_rows  # read, not yet filtered: filtered in lots (two queries per lot, not per cell)
     for y, n in cells:
-        if len(order) >= target:
-            break
+        if len(order) + len(pending) // 2 >= target:
+            keep(pending, state_now())
+            pending = []
+            if len(order) >= target:
+                break
         if y * CELL + n not in filled:
             continue
         if tables.empty(syn.synset_id, y * CELL + n):
             skipped = True
             continue
         cell = (ci.synset_id == syn.synset_id) & (ci.cell == y * CELL + n)
-        need = target - len(order)
+        need = target - len(order) - len(pending) // 2
         rows = _fetch(session, cell & (ci.hash >= start), (ci.hash,), need * 2)
         if len(rows) < need * 2:
             rows += _fetch(session, cell & (ci.hash < start), (ci.hash,), need * 2 - len(rows))
         if not rows:
             tables.mark_empty(syn.synset_id, y * CELL + n)
-        keep(add(rows), state_now())
+        pending += add(rows)
+    keep(pending, state_now())
     if skipped and len(order) < max(1, want // 2):
         tables.forget_empty(syn.synset_id)  # too little found: the skipped cells may have filled since
         return _rank(session, syn, settings, tables, worker_id, now, want, rng)
@@ -290,21 +308,14 @@ def _pick_gold(
     synset_id: str,
     n: int,
     rng: random.Random,
+    tables: StoredTables | None = None,
 ) -> list[int]:
     """Up to n gold items of the synset the worker has not answered, alternating positives and negatives."""
     if n <= 0:
         return []
-    g, c, v = schema.Gold, schema.Candidate, schema.Vote
-    rows = session.execute(
-        select(g.candidate_id, g.answer)
-        .join(c, c.id == g.candidate_id)
-        .where(
-            c.synset_id == synset_id,
-            c.image_id.is_not(None),
-            g.candidate_id.not_in(select(v.candidate_id).where(v.worker_id == worker_id)),
-        )
-        .order_by(g.candidate_id)
-    ).all()
+    every = gold_by_synset(session, tables).get(synset_id, [])
+    answered = voted_by(session, worker_id, [cid for cid, _ in every])
+    rows = [(cid, ans) for cid, ans in every if cid not in answered]
     pos = [cid for cid, ans in rows if ans]
     neg = [cid for cid, ans in rows if not ans]
     rng.shuffle(pos)
@@ -315,6 +326,26 @@ def _pick_gold(
         if first:
             out.append(first.pop())
         first, second = second, first
+    return out
+
+
+def gold_by_synset(session: Session, tables: StoredTables | None = None) -> dict[str, list[tuple[int, bool]]]:
+    """Every synset's gold images with their answers, by id; a server remembers them for a while
+    (`StoredTables.gold`). Read from `gold` outwards, once for all synsets: per synset, the database
+    read every candidate of the synset to find its few gold ones."""
+    cached = tables.gold() if tables is not None else None
+    if cached is not None:
+        return cached
+    g, c = schema.Gold, schema.Candidate
+    synset = (
+        select(c.synset_id).where(c.id == g.candidate_id, c.image_id.is_not(None)).scalar_subquery()
+    )  # a primary-key lookup per gold row, whatever the planner knows of the tables' sizes
+    out: dict[str, list[tuple[int, bool]]] = {}
+    for sid, cid, ans in session.execute(select(synset, g.candidate_id, g.answer).order_by(g.candidate_id)):
+        if sid is not None:
+            out.setdefault(str(sid), []).append((int(cid), bool(ans)))
+    if tables is not None:
+        tables.remember_gold(out)
     return out
 
 
@@ -443,7 +474,7 @@ def assign_task(
             if plan is None:
                 return None
         best = plan.choice
-        gold = _pick_gold(session, worker_id, best.synset.synset_id, plan.n_gold, rng)
+        gold = _pick_gold(session, worker_id, best.synset.synset_id, plan.n_gold, rng, tables)
         want = settings.grid_size - len(gold)  # regular images fill in for gold the synset lacks
         picked = _verify(session, best, want, now, postgres, worker_id)
         if len(picked) >= min(max(1, want // 2), len(best.ranked)):

@@ -14,7 +14,7 @@ the same decisions as a run that never stopped.
 Between a table's publication and its last batch a synset's decisions mix two tables; `crowd_synsets.
 refreshing` says so (the dashboard shows it). Once no votes come and every job ran, decisions equal the
 recompute-from-scratch result (`consensus.load_state`, `crowd aggregate`): a synset whose table is not
-exactly current (`tallies.is_stale`: votes since the table, below the 5% rebuild step) is rebuilt once it
+exactly current (`tallies.is_stale`: votes since the table, below the 20% rebuild step) is rebuilt once it
 has been quiet for `quiet_s` (`settle`).
 """
 
@@ -74,23 +74,18 @@ def touch(
     recounts the synset's vote counters (blocks, imports). Queues a rebuild when the table's inputs moved."""
     syn = lock_synset(session, synset_id)
     fresh = recount(session, ids)
-    ci = schema.CrowdImage
-    known = {
-        int(c): bool(flag)
-        for c, flag in session.execute(
-            select(ci.candidate_id, ci.initial).where(ci.candidate_id.in_(sorted(fresh)))
-        )
-    }
+    fp = settings_fingerprint(settings)
+    table = tables.get(syn) if syn.settings_fp == fp else None
+    # tallies first, so that re-choosing the initial subset sees them
+    known: dict[int, bool] = {}  # the images' initial flags, filled in by decide_rows
+    changed, opened = decide_rows(session, syn, settings, table, fresh, known)
     missing = sorted(k for k in fresh if k not in known)
     if missing:  # playable candidates without live rows yet (a new project, imported votes)
-        known.update(dict.fromkeys(_add_rows(session, syn, missing), False))
+        added = _add_rows(session, syn, missing)
+        c2, o2 = decide_rows(session, syn, settings, table, {k: fresh[k] for k in added}, known)
+        changed, opened = changed + c2, opened + o2
     fresh = {k: st for k, st in fresh.items() if k in known}
-    changed = opened = 0
-    fp = settings_fingerprint(settings)
     if fresh:
-        # tallies first, so that re-choosing the initial subset sees them
-        table = tables.get(syn) if syn.settings_fp == fp else None
-        changed, opened = decide_rows(session, syn, settings, table, fresh)
         if any(known[k] for k in fresh) or not initial_complete(syn):
             moved = recompute_initial(session, syn, settings)
             if moved:

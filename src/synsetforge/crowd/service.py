@@ -47,6 +47,7 @@ from synsetforge.store import schema
 from synsetforge.store.project import Project
 
 SWEEP_EVERY_S = 15.0
+BRIEF_TTL_S = 10.0
 MAX_ANSWERS = 1000
 
 _SQLITE_LOCKS: dict[str, threading.Lock] = {}
@@ -131,6 +132,7 @@ class CrowdService:
         self._last_sweep = 0.0
         self._checked = False
         self._check_lock = threading.Lock()
+        self._briefs: dict[str, tuple[float, SynsetView, tuple[int, ...]]] = {}
         self._rng = random.Random(seed)  # gold picks and item order; seeded for reproducible simulations
         self.runner = (
             incremental.Runner(project, self.settings, self.stored, self.write) if background else None
@@ -318,37 +320,58 @@ class CrowdService:
             return self._task_view(s, worker_id, task_id)
 
     def _task_view(self, s: Session, worker_id: int, task_id: int) -> TaskView:
-        task = s.get(schema.Task, task_id)
-        assert task is not None
-        syn = s.get(schema.Synset, task.synset_id)
-        assert syn is not None
-        ti, c, t, v = schema.TaskItem, schema.Candidate, schema.Task, schema.Vote
+        ti, t, v = schema.TaskItem, schema.Task, schema.Vote
+        task = s.execute(
+            select(t.synset_id, t.created_at, t.expires_at).where(t.id == task_id)
+        ).one()
+        synset, examples = self._synset_brief(s, task.synset_id)
         items = tuple(s.scalars(select(ti.candidate_id).where(ti.task_id == task_id).order_by(ti.position)))
+        done, images = s.execute(
+            select(
+                select(func.count())
+                .where(t.worker_id == worker_id, t.status == "submitted")
+                .scalar_subquery(),
+                select(func.count()).select_from(v).where(v.worker_id == worker_id).scalar_subquery(),
+            )
+        ).one()
+        return TaskView(
+            task_id=task_id,
+            synset=synset,
+            items=items,
+            examples=examples,
+            created_at=as_utc(task.created_at) or datetime.now(UTC),
+            expires_at=as_utc(task.expires_at) or datetime.now(UTC),
+            tasks_done=int(done or 0),
+            images_done=int(images or 0),
+        )
+
+    def _synset_brief(self, s: Session, synset_id: str) -> tuple[SynsetView, tuple[int, ...]]:
+        """The synset's words and its example images, remembered for `BRIEF_TTL_S` by a server (they
+        change rarely, and reading them cost two queries per task)."""
+        if self.background:
+            hit = self._briefs.get(synset_id)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1], hit[2]
+        syn = s.get(schema.Synset, synset_id)
+        assert syn is not None
+        c = schema.Candidate
         examples: tuple[int, ...] = ()
         if self.settings.examples:
             examples = tuple(
                 s.scalars(
                     select(c.id)
-                    .where(playable(task.synset_id), c.decision == "accepted")
+                    .where(playable(synset_id), c.decision == "accepted")
                     .order_by(c.confidence.desc(), c.id)
                     .limit(self.settings.examples)
                 )
             )
-        done = int(
-            s.scalar(select(func.count()).where(t.worker_id == worker_id, t.status == "submitted")) or 0
-        )
-        images = int(s.scalar(select(func.count()).select_from(v).where(v.worker_id == worker_id)) or 0)
         lemmas = tuple(str(x).replace("_", " ") for x in syn.lemmas)
-        return TaskView(
-            task_id=task.id,
-            synset=SynsetView(syn.id, lemmas[0] if lemmas else syn.id, lemmas, syn.gloss or ""),
-            items=items,
-            examples=examples,
-            created_at=as_utc(task.created_at) or datetime.now(UTC),
-            expires_at=as_utc(task.expires_at) or datetime.now(UTC),
-            tasks_done=done,
-            images_done=images,
-        )
+        view = SynsetView(syn.id, lemmas[0] if lemmas else syn.id, lemmas, syn.gloss or "")
+        if self.background:
+            if len(self._briefs) > 10_000:
+                self._briefs.clear()
+            self._briefs[synset_id] = (time.monotonic() + BRIEF_TTL_S, view, examples)
+        return view, examples
 
     def submit(self, worker_id: int, task_id: int, yes: Collection[int]) -> SubmitResult:
         """Record the worker's answers: every image of the task gets a vote, yes if its id is in `yes`.

@@ -33,13 +33,14 @@ from sqlalchemy import Integer, Table, case, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.aggregation import ConfidenceTable, Decision
-from synsetforge.crowd.consensus import ImageStats, SynsetState, choose_initial
+from synsetforge.crowd.consensus import ImageStats, SynsetState, _log_bucket, choose_initial
 from synsetforge.crowd.record import CONSENSUS_KEYS
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.store import schema
 
 CELL = 1000  # cell = yes * CELL + no
 EMPTY_TTL_S = 2.0
+GOLD_TTL_S = 10.0
 REFRESH_KIND = "crowd.refresh"
 
 _TABLE_FIELDS = (
@@ -68,9 +69,7 @@ def settings_fingerprint(settings: CrowdSettings) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def log_bucket(n: int) -> int:
-    """Counts that grow with every task rebuild the table only when they have grown by about 5%."""
-    return int(math.log(max(n, 1)) / math.log(1.05))
+log_bucket = _log_bucket  # each ~20% more votes: a new table (see `consensus._log_bucket`)
 
 
 # -- tables -----------------------------------------------------------------------------------------
@@ -104,6 +103,8 @@ class StoredTables:
         self._lock = threading.Lock()
         self._tables: dict[str, tuple[int, ConfidenceTable | None, list[tuple[int, int]]]] = {}
         self._empty: dict[tuple[str, int], float] = {}
+        self._filled: dict[str, tuple[float, set[int]]] = {}
+        self._gold: tuple[float, dict[str, list[tuple[int, bool]]]] | None = None
 
     def get(self, syn: schema.CrowdSynset | SynsetInfo) -> ConfidenceTable | None:
         return self._entry(syn)[0]
@@ -120,6 +121,7 @@ class StoredTables:
 
     def forget_empty(self, synset_id: str) -> None:
         with self._lock:
+            self._filled.pop(synset_id, None)
             for key in [k for k in self._empty if k[0] == synset_id]:
                 del self._empty[key]
 
@@ -130,6 +132,35 @@ class StoredTables:
             if len(self._empty) > 100_000:
                 self._empty.clear()
             self._empty[(synset_id, cell)] = time.monotonic() + EMPTY_TTL_S
+
+    def gold(self) -> dict[str, list[tuple[int, bool]]] | None:
+        """Every synset's gold (id, answer) pairs, as read within the last `GOLD_TTL_S` (None: read
+        them); gold changes by an admin's hand, and a new gold image is used a few seconds late."""
+        if not self.remember_empty:
+            return None
+        with self._lock:
+            hit = self._gold
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def remember_gold(self, gold: dict[str, list[tuple[int, bool]]]) -> None:
+        if self.remember_empty:
+            with self._lock:
+                self._gold = (time.monotonic() + GOLD_TTL_S, gold)
+
+    def filled(self, synset_id: str) -> set[int] | None:
+        """The synset's cells that held an open image within the last `EMPTY_TTL_S` (None: look again).
+        Ranking reads them instead of probing the index every request; a cell that filled since is only
+        ranked a moment late, and `assign._verify` re-checks whatever is handed out."""
+        if not self.remember_empty:
+            return None
+        with self._lock:
+            hit = self._filled.get(synset_id)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def remember_filled(self, synset_id: str, cells: set[int]) -> None:
+        if self.remember_empty:
+            with self._lock:
+                self._filled[synset_id] = (time.monotonic() + EMPTY_TTL_S, cells)
 
     def cells(self, syn: schema.CrowdSynset | SynsetInfo) -> list[tuple[int, int]]:
         """The table's open cells (yes, no), most expected votes first (assignment order)."""
@@ -289,7 +320,15 @@ def initial_complete(syn: schema.CrowdSynset | SynsetInfo) -> bool:
 
 
 def needs_rebuild(syn: schema.CrowdSynset, settings: CrowdSettings, settings_fp: str) -> bool:
-    """The table's inputs moved enough that the live loop would have rebuilt it (see `consensus`)."""
+    """The table's inputs moved enough to rebuild it now (a background job; see `consensus`).
+
+    Now: other settings, the initial subset completed (or lost an image's votes to a block), its
+    membership changed, or the synset's votes (gold votes under gold calibration) grew by about 20% since
+    the table. Not now: more votes on initial images that stay open (each moves the table a little, as
+    their posteriors feed it). Rebuilding on each of those re-decided a whole synset for about every
+    third submit; they are picked up by the next such rebuild, and a synset that goes quiet is settled
+    exactly (`is_stale`), so settled decisions still equal a recompute from scratch.
+    """
     if settings.method != "imagenet":
         return syn.settings_fp != settings_fp
     if syn.settings_fp != settings_fp:
@@ -299,11 +338,18 @@ def needs_rebuild(syn: schema.CrowdSynset, settings: CrowdSettings, settings_fp:
         return True
     if not has:
         return False
-    if syn.fp_initial != syn.table_fp_initial:
+    if syn.fp_initial != syn.table_fp_initial and _table_initial_size(syn) != syn.initial_size:
         return True
-    if settings.calibration == "votes" and log_bucket(syn.n_votes) != log_bucket(syn.table_votes):
-        return True
-    return settings.calibration == "gold" and log_bucket(syn.n_gold_votes) != log_bucket(syn.table_gold_votes)
+    if settings.calibration == "gold":
+        return log_bucket(syn.n_gold_votes) != log_bucket(syn.table_gold_votes)
+    return log_bucket(syn.n_votes) != log_bucket(syn.table_votes) and (
+        settings.calibration == "votes" or syn.fp_initial != syn.table_fp_initial
+    )
+
+
+def _table_initial_size(syn: schema.CrowdSynset) -> int | None:
+    data = syn.table_data
+    return int(data["n_initial"]) if isinstance(data, dict) and data.get("n_initial") is not None else None
 
 
 def is_stale(syn: schema.CrowdSynset, settings: CrowdSettings, settings_fp: str) -> bool:
@@ -312,6 +358,8 @@ def is_stale(syn: schema.CrowdSynset, settings: CrowdSettings, settings_fp: str)
         return True
     if settings.method != "imagenet" or syn.expected_votes is None:
         return False
+    if syn.fp_initial != syn.table_fp_initial:
+        return True
     if settings.calibration == "initial":
         return False
     return syn.n_votes != syn.table_votes or syn.n_gold_votes != syn.table_gold_votes
@@ -334,9 +382,11 @@ def decide_rows(
     settings: CrowdSettings,
     table: ConfidenceTable | None,
     fresh: dict[int, ImageStats],
+    initial_flags: dict[int, bool] | None = None,
 ) -> tuple[int, int]:
     """Write fresh tallies of these images and their decisions under `table`; (decisions changed, change
-    in open images). Rows are updated in id order (no deadlocks between writers)."""
+    in open images). Rows are updated in id order (no deadlocks between writers). Images without a live
+    row are skipped; `initial_flags`, when given, gets each found image's initial flag."""
     if not fresh:
         return 0, 0
     c, ci = schema.Candidate, schema.CrowdImage
@@ -358,6 +408,8 @@ def decide_rows(
             current[int(cid)] = (bool(initial), cell)
             stored[int(cid)] = (*row[5:], cell)
     members = frozenset(cid for cid, (flag, _) in current.items() if flag)
+    if initial_flags is not None:
+        initial_flags.update((cid, flag) for cid, (flag, _) in current.items())
     state = SynsetState(syn.synset_id, settings, {k: fresh[k] for k in current}, members, table)
     if settings.method == "worker-aware":  # worker-aware (C2): evidence under the current worker models
         from synsetforge.crowd import worker_aware
