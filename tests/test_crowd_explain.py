@@ -61,7 +61,11 @@ def _full_scans(p: Project, statements: list[tuple[str, Any]]) -> list[str]:
                 # a search bounded by the synset alone reads the whole synset: only the initial-subset
                 # prefix (ORDER BY hash ... LIMIT) may do that
                 if "ORDER BY crowd_images.hash" not in statement:
-                    scans += [line for line in plan if re.match(r"SEARCH (crowd_images|candidates) .*\(synset_id=\?\)$", line)]
+                    scans += [
+                        line
+                        for line in plan
+                        if re.match(r"SEARCH (crowd_images|candidates) .*\(synset_id=\?\)$", line)
+                    ]
             else:
                 plan = [str(r[0]) for r in conn.exec_driver_sql("EXPLAIN " + statement, params)]
                 scans = [line for line in plan if re.search(rf"Seq Scan on ({'|'.join(BIG)})\b", line)]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.consensus import ImageStats, SynsetState
@@ -103,30 +103,43 @@ def synset_board(session: Session, settings: CrowdSettings, limit: int | None = 
     return [SynsetInfo.of(r) for r in (ordered if limit is None else ordered[:limit])]
 
 
-def inflight(session: Session, now: datetime, synset_id: str, ids: list[int] | None = None) -> dict[int, int]:
-    """How many open, unexpired tasks hold each candidate of the synset (gold items excluded)."""
-    t, ti = schema.Task, schema.TaskItem
-    q = (
-        select(ti.candidate_id, func.count())
-        .join(t, t.id == ti.task_id)
-        .where(t.synset_id == synset_id, t.status == "open", t.expires_at > now, ti.is_gold.is_(False))
-        .group_by(ti.candidate_id)
+# The hottest statements, built once: executed on the session's connection (Core, not the ORM), they skip
+# rebuilding the expression and the ORM's result handling, most of what a short indexed query cost here.
+_T, _TI, _V = schema.Task, schema.TaskItem, schema.Vote
+_INFLIGHT = (
+    select(_TI.candidate_id, func.count())
+    .join(_T, _T.id == _TI.task_id)
+    .where(
+        _T.synset_id == bindparam("sid"),
+        _T.status == "open",
+        _T.expires_at > bindparam("now"),
+        _TI.is_gold.is_(False),
+        _TI.candidate_id.in_(bindparam("ids", expanding=True)),
     )
-    if ids is not None:
-        q = q.where(ti.candidate_id.in_(ids))
-    return {cid: int(n) for cid, n in session.execute(q)}
+    .group_by(_TI.candidate_id)
+)
+_VOTED = select(_V.candidate_id).where(
+    _V.worker_id == bindparam("wid"), _V.candidate_id.in_(bindparam("ids", expanding=True))
+)
+
+
+def inflight(session: Session, now: datetime, synset_id: str, ids: list[int]) -> dict[int, int]:
+    """How many open, unexpired tasks hold each of these candidates of the synset (gold items excluded)."""
+    conn = session.connection()
+    out: dict[int, int] = {}
+    for i in range(0, len(ids), 900):
+        rows = conn.execute(_INFLIGHT, {"sid": synset_id, "now": now, "ids": ids[i : i + 900]})
+        out.update((int(cid), int(n)) for cid, n in rows)
+    return out
 
 
 def voted_by(session: Session, worker_id: int, ids: list[int]) -> set[int]:
     """Which of `ids` the worker has voted on (the unique (candidate, worker) index answers it)."""
-    v = schema.Vote
+    conn = session.connection()
     out: set[int] = set()
     for i in range(0, len(ids), 900):
         out.update(
-            int(x)
-            for x in session.scalars(
-                select(v.candidate_id).where(v.worker_id == worker_id, v.candidate_id.in_(ids[i : i + 900]))
-            )
+            int(x) for x in conn.execute(_VOTED, {"wid": worker_id, "ids": ids[i : i + 900]}).scalars()
         )
     return out
 
@@ -153,6 +166,31 @@ _ROW_COLUMNS = (
 
 def _fetch(session: Session, where: Any, order: Any, limit: int) -> list[Any]:
     return list(session.execute(select(*_ROW_COLUMNS).where(where).order_by(*order).limit(limit)))
+
+
+_CI = schema.CrowdImage
+_CELL_AFTER = (
+    select(*_ROW_COLUMNS)
+    .where(_CI.synset_id == bindparam("sid"), _CI.cell == bindparam("cell"), _CI.hash >= bindparam("start"))
+    .order_by(_CI.hash)
+    .limit(bindparam("n"))
+)
+_CELL_BEFORE = (
+    select(*_ROW_COLUMNS)
+    .where(_CI.synset_id == bindparam("sid"), _CI.cell == bindparam("cell"), _CI.hash < bindparam("start"))
+    .order_by(_CI.hash)
+    .limit(bindparam("n"))
+)
+
+
+def _fetch_cell(session: Session, synset_id: str, cell: int, start: float, n: int) -> list[Any]:
+    """Up to n open images of one table cell, in hash order from `start` (wrapping around)."""
+    conn = session.connection()
+    args = {"sid": synset_id, "cell": cell, "start": start, "n": n}
+    rows = list(conn.execute(_CELL_AFTER, args))
+    if len(rows) < n:
+        rows += conn.execute(_CELL_BEFORE, {**args, "n": n - len(rows)})
+    return rows
 
 
 def _filled_cells(session: Session, synset_id: str, tables: StoredTables) -> set[int]:
@@ -286,11 +324,8 @@ def _rank(
         if tables.empty(syn.synset_id, y * CELL + n):
             skipped = True
             continue
-        cell = (ci.synset_id == syn.synset_id) & (ci.cell == y * CELL + n)
         need = target - len(order) - len(pending) // 2
-        rows = _fetch(session, cell & (ci.hash >= start), (ci.hash,), need * 2)
-        if len(rows) < need * 2:
-            rows += _fetch(session, cell & (ci.hash < start), (ci.hash,), need * 2 - len(rows))
+        rows = _fetch_cell(session, syn.synset_id, y * CELL + n, start, need * 2)
         if not rows:
             tables.mark_empty(syn.synset_id, y * CELL + n)
         pending += add(rows)
@@ -494,9 +529,11 @@ def assign_task(
     session.flush()
     items = [(cid, False) for cid in picked] + [(cid, True) for cid in gold]
     rng.shuffle(items)
-    session.add_all(
-        schema.TaskItem(task_id=task.id, candidate_id=cid, position=i, is_gold=is_gold)
-        for i, (cid, is_gold) in enumerate(items)
+    session.connection().execute(  # Core executemany: no ORM object per item
+        insert(schema.TaskItem),
+        [
+            {"task_id": task.id, "candidate_id": cid, "position": i, "is_gold": is_gold, "box_id": None}
+            for i, (cid, is_gold) in enumerate(items)
+        ],
     )
-    session.flush()
     return task.id

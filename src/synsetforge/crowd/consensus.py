@@ -496,6 +496,7 @@ def voted_counts(session: Session, synset_id: str) -> np.ndarray:
         .join(c, c.id == v.candidate_id)
         .where(playable(synset_id), v.is_gold.is_(False), v.weight > 0)
         .group_by(v.candidate_id)
+        .order_by(v.candidate_id)  # the EM's sums in one order on every backend and path
     ).all()
     return np.asarray([(float(y or 0.0), float(n or 0.0)) for y, n in rows], dtype=np.float64).reshape(-1, 2)
 
@@ -545,8 +546,10 @@ def build_table(
     initial: Iterable[int],
     settings: CrowdSettings,
     gold: GoldCounts | None = None,
+    counts: np.ndarray | None = None,
 ) -> ConfidenceTable:
     """P(good | yes, no) from the full-weight votes on the initial images, in the order they came.
+    `counts`: `voted_counts` of the synset where the caller has them (the live engine keeps them).
 
     The table's worker model, towards which its cells are smoothed, depends on `settings.calibration`:
     "votes": fitted on every counted vote of the synset (`votes_calibrated`); "gold" with `gold` counts
@@ -580,7 +583,7 @@ def build_table(
         return votes_calibrated(
             table,
             list(sequences.values()),
-            voted_counts(session, synset_id),
+            voted_counts(session, synset_id) if counts is None else counts,
             gold_counts(session, synset_id, skip_first=settings.block_min_gold),
             settings.initial_votes,
         )

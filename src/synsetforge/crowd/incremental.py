@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -85,12 +86,11 @@ def touch(
         c2, o2 = decide_rows(session, syn, settings, table, {k: fresh[k] for k in added}, known)
         changed, opened = changed + c2, opened + o2
     fresh = {k: st for k, st in fresh.items() if k in known}
-    if fresh:
-        if any(known[k] for k in fresh) or not initial_complete(syn):
-            moved = recompute_initial(session, syn, settings)
-            if moved:
-                c2, o2 = decide_rows(session, syn, settings, table, recount(session, moved))
-                changed, opened = changed + c2, opened + o2
+    if fresh and (any(known[k] for k in fresh) or not initial_complete(syn)):
+        moved = recompute_initial(session, syn, settings)
+        if moved:
+            c2, o2 = decide_rows(session, syn, settings, table, recount(session, moved))
+            changed, opened = changed + c2, opened + o2
     if votes_added is None:
         syn.n_votes, syn.n_gold_votes = count_votes(session, synset_id)
     else:
@@ -262,7 +262,8 @@ def rebuild(
     with project.session() as s:
         syn_row = s.get(schema.CrowdSynset, synset_id)
         assert syn_row is not None
-        votes, gold_votes = count_votes(s, synset_id)
+        # the counters are kept exact by every writer; after a bulk load (`heal`) they are recounted
+        votes, gold_votes = count_votes(s, synset_id) if heal else (syn_row.n_votes, syn_row.n_gold_votes)
         fp_initial = syn_row.fp_initial
         if settings.method == "imagenet" and initial_complete(syn_row):
             initial = [
@@ -274,7 +275,9 @@ def rebuild(
                 gold = gold_counts(s, synset_id, skip_first=settings.block_min_gold)
                 if min(gold.pos_votes, gold.neg_votes) < settings.calibration_min_gold:
                     gold = None
-            table = build_table(s, synset_id, initial, settings, gold)
+            table = build_table(
+                s, synset_id, initial, settings, gold, None if heal else kept_counts(s, synset_id)
+            )
     if settings.method == "worker-aware":  # worker-aware (C2): refit the worker models, then re-decide all
         from synsetforge.crowd import worker_aware
 
@@ -288,7 +291,8 @@ def rebuild(
         syn.expected_votes = table.expected_votes() if table is not None else None
         syn.table_fp_initial = fp_initial
         syn.table_votes, syn.table_gold_votes = votes, gold_votes
-        syn.n_votes, syn.n_gold_votes = count_votes(s, synset_id)
+        if heal:
+            syn.n_votes, syn.n_gold_votes = count_votes(s, synset_id)
         syn.settings_fp = fp
         syn.refreshing = True
     last = -1
@@ -322,6 +326,16 @@ def rebuild(
         with write() as s:
             record_live(s, settings)
     return changed
+
+
+def kept_counts(session: Session, synset_id: str) -> np.ndarray:
+    """`consensus.voted_counts` from the kept tallies (the same sums, in the same order, without reading
+    the synset's votes): the weighted (yes, no) of every image with a counted vote, by id."""
+    ci = schema.CrowdImage
+    rows = session.execute(
+        select(ci.yes_w, ci.no_w).where(ci.synset_id == synset_id, ci.n_counted > 0).order_by(ci.candidate_id)
+    ).all()
+    return np.asarray([(float(y), float(n)) for y, n in rows], dtype=np.float64).reshape(-1, 2)
 
 
 # -- keeping rows in step with candidates, settling, running jobs ---------------------------------

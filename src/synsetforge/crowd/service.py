@@ -14,7 +14,9 @@ lock, so results are deterministic.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import random
 import threading
 import time
@@ -48,15 +50,55 @@ from synsetforge.store.project import Project
 
 SWEEP_EVERY_S = 15.0
 BRIEF_TTL_S = 10.0
+PRINCIPAL_TTL_S = 5.0
 MAX_ANSWERS = 1000
 
-_SQLITE_LOCKS: dict[str, threading.Lock] = {}
-_SQLITE_LOCKS_GUARD = threading.Lock()
+
+class WriteGate:
+    """SQLite's one writer, queued in this process, submissions first.
+
+    Why an order: under load every request waits here, and a submission (a worker's finished answers,
+    the shortest write) should not wait behind a queue of task assignments and background batches; a
+    next-task waits a little longer instead. Submissions cannot starve the rest: each worker has at most
+    one task to submit. Inside each class, first come first served (a plain lock let some next-tasks wait
+    30 s while later ones went ahead).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held = False
+        self._queues: dict[bool, collections.deque[int]] = {
+            True: collections.deque(),
+            False: collections.deque(),
+        }
+        self._tickets = itertools.count()
+
+    @contextlib.contextmanager
+    def hold(self, urgent: bool = False) -> Iterator[None]:
+        with self._cond:
+            mine, queue = next(self._tickets), self._queues[urgent]
+            queue.append(mine)
+            try:
+                while self._held or queue[0] != mine or (not urgent and self._queues[True]):
+                    self._cond.wait()
+            finally:
+                queue.remove(mine)
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
 
 
-def _sqlite_lock(url: str) -> threading.Lock:
-    with _SQLITE_LOCKS_GUARD:
-        return _SQLITE_LOCKS.setdefault(url, threading.Lock())
+_SQLITE_GATES: dict[str, WriteGate] = {}
+_SQLITE_GATES_GUARD = threading.Lock()
+
+
+def _sqlite_gate(url: str) -> WriteGate:
+    with _SQLITE_GATES_GUARD:
+        return _SQLITE_GATES.setdefault(url, WriteGate())
 
 
 @dataclass(frozen=True)
@@ -128,11 +170,12 @@ class CrowdService:
         self.stored = StoredTables(remember_empty=background)
         self.background = background
         self._sqlite = project.dialect == "sqlite"
-        self._lock = _sqlite_lock(str(project.engine.url)) if self._sqlite else None
+        self._gate = _sqlite_gate(str(project.engine.url)) if self._sqlite else None
         self._last_sweep = 0.0
         self._checked = False
         self._check_lock = threading.Lock()
         self._briefs: dict[str, tuple[float, SynsetView, tuple[int, ...]]] = {}
+        self._principals: dict[str, tuple[float, wk.Principal]] = {}
         self._rng = random.Random(seed)  # gold picks and item order; seeded for reproducible simulations
         self.runner = (
             incremental.Runner(project, self.settings, self.stored, self.write) if background else None
@@ -188,13 +231,14 @@ class CrowdService:
     # -- transactions -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Session]:
-        """A write transaction; on SQLite one at a time in this process (SQLite has one writer anyway)."""
-        if self._lock is None:
+    def write(self, urgent: bool = False) -> Iterator[Session]:
+        """A write transaction; on SQLite one at a time in this process (SQLite has one writer anyway),
+        `urgent` ones (submissions) first (`WriteGate`)."""
+        if self._gate is None:
             with self.project.session() as s:
                 yield s
         else:
-            with self._lock, self.project.session() as s:
+            with self._gate.hold(urgent), self.project.session() as s:
                 yield s
 
     def read(self) -> contextlib.AbstractContextManager[Session]:
@@ -217,11 +261,29 @@ class CrowdService:
         with self.write() as s:
             if not wk.check_api_token(s, key, "marketplace"):
                 raise AccessDeniedError("this study link is not valid")
-            return wk.enter_marketplace(s, platform, external_id)
+            new = wk.enter_marketplace(s, platform, external_id)  # a new token replaces the old one
+        self._forget_principals()
+        return new
 
     def principal(self, token: str | None) -> wk.Principal | None:
+        """Who the token belongs to. A server remembers a worker's for `PRINCIPAL_TTL_S` (two queries
+        and a transaction fewer per request; a block is still enforced at once by every task and submit,
+        which re-read the worker under its lock). Admin tokens are looked up every time (revocation)."""
+        key = wk.hash_token(token) if token and len(token) <= 200 else None
+        if self.background and key is not None:
+            hit = self._principals.get(key)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
         with self.read() as s:
-            return wk.find_principal(s, token)
+            found = wk.find_principal(s, token)
+        if self.background and key is not None and found is not None and found.role == "worker":
+            if len(self._principals) > 100_000:
+                self._principals.clear()
+            self._principals[key] = (time.monotonic() + PRINCIPAL_TTL_S, found)
+        return found
+
+    def _forget_principals(self) -> None:
+        self._principals.clear()
 
     def block(self, worker_id: int, reason: str = "blocked by an admin") -> int:
         """Block a worker by hand; returns how many image decisions changed (re-queued or re-decided)."""
@@ -231,6 +293,7 @@ class CrowdService:
                 return 0
             touched = wk.block_worker(s, worker, reason, self.settings)
             changed = self.reevaluate(s, touched)
+        self._forget_principals()
         self.after_write()
         return changed
 
@@ -241,6 +304,7 @@ class CrowdService:
                 return 0
             touched = wk.unblock_worker(s, worker)
             changed = self.reevaluate(s, touched)
+        self._forget_principals()
         self.after_write()
         return changed
 
@@ -306,10 +370,8 @@ class CrowdService:
                 _refuse_box_task(s, task_id)
             elif plan is not None:
                 task_id = assign_task(s, worker_id, self.settings, self.stored, now, self._rng, plan)
-        if task_id is None:
-            return None
-        with self.read() as s:
-            return self._task_view(s, worker_id, task_id)
+            # read back in the same transaction (three short reads; one transaction fewer per task)
+            return None if task_id is None else self._task_view(s, worker_id, task_id)
 
     def task_view(self, worker_id: int, task_id: int) -> TaskView:
         """An open task of this worker (NotFoundError for anyone else's, or a closed one)."""
@@ -321,9 +383,7 @@ class CrowdService:
 
     def _task_view(self, s: Session, worker_id: int, task_id: int) -> TaskView:
         ti, t, v = schema.TaskItem, schema.Task, schema.Vote
-        task = s.execute(
-            select(t.synset_id, t.created_at, t.expires_at).where(t.id == task_id)
-        ).one()
+        task = s.execute(select(t.synset_id, t.created_at, t.expires_at).where(t.id == task_id)).one()
         synset, examples = self._synset_brief(s, task.synset_id)
         items = tuple(s.scalars(select(ti.candidate_id).where(ti.task_id == task_id).order_by(ti.position)))
         done, images = s.execute(
@@ -385,7 +445,7 @@ class CrowdService:
         now = datetime.now(UTC)
         self._ensure_checked()
         try:
-            with self.write() as s:
+            with self.write(urgent=True) as s:
                 worker = lock_worker(s, worker_id)
                 if worker.status != "active":
                     raise WorkerBlockedError(worker.blocked_reason or "this worker is blocked")
@@ -470,6 +530,8 @@ class CrowdService:
                 result = SubmitResult(task_id, len(items), code, reason is not None, done)
         except IntegrityError:
             raise TaskClosedError(f"task {task_id}: these images already have your answers") from None
+        if result.blocked:
+            self._forget_principals()
         self.after_write()
         return result
 

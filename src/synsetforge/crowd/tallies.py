@@ -20,7 +20,6 @@ Decisions are the same function of (votes, initial subset, table) as the recompu
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 import time
 from collections.abc import Iterable

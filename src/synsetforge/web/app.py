@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -83,11 +84,18 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
     return HTMLResponse(html, status_code=status)
 
 
+SERVER_THREADS = 256  # threads for sync endpoints (anyio's default is 40)
+
+
 def _background_jobs(svc: CrowdService) -> Any:
     """Lifespan of a served app: bring the crowd's live state up to date, run its job thread, stop it."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Endpoints run in a thread pool of 40 by default. Under load the 41st request waited for a
+        # thread in arrival order, so a submission queued behind next-tasks whatever the write queue's
+        # order (`crowd.service.WriteGate`); waiting threads cost nothing but a little memory.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = SERVER_THREADS
         svc.start()
         try:
             yield
