@@ -6,6 +6,8 @@
     .venv/bin/python bench/serve_load.py --sizes 100k --rebuilds           # table rebuilds during the run
     .venv/bin/python bench/serve_load.py --peer HEAD~3 --sizes 30k         # same load on another commit
     .venv/bin/python bench/serve_load.py --think 2 --seconds 60            # 2 s (+-50%) per task to answer
+                                                                           # (first requests spread over 2 s;
+                                                                           # --burst: all at once)
     .venv/bin/python bench/serve_load.py --code 73fc4c1 --sizes 10k        # measure a commit, not the checkout
 
 Requests still in flight `--drain` seconds (60) after the measured phase are cut and said so; their
@@ -558,14 +560,18 @@ class Stats:
     errors: Counter[str] = field(default_factory=Counter)
     uncertain: list[tuple[int, int]] = field(default_factory=list)  # votes of submissions left unanswered
     cut: int = 0  # requests still waiting when the drain limit was reached
+    slow: list[tuple[float, str, float]] = field(default_factory=list)  # (s into the phase, kind, ms) > 1 s
+    start: float = 0.0
 
 
 async def worker_loop(
     client: httpx.AsyncClient, token: str, worker_id: int, truth: dict[int, bool], deadline: float,
-    stats: Stats, seed: int, think: float,
+    stats: Stats, seed: int, think: float, stagger: bool = True,
 ) -> None:  # fmt: skip
     rng = np.random.default_rng(seed)
     auth = {"Authorization": f"Bearer {token}"}
+    if think > 0 and stagger:  # arrive spread over one think time, as a crowd already at work does
+        await asyncio.sleep(think * rng.random())
     while time.monotonic() < deadline:
         t0 = time.perf_counter()
         try:
@@ -574,6 +580,8 @@ async def worker_loop(
             stats.errors[type(exc).__name__] += 1
             continue
         stats.task_ms.append((time.perf_counter() - t0) * 1000)
+        if stats.task_ms[-1] > 1000:
+            stats.slow.append((time.monotonic() - stats.start, "next-task", stats.task_ms[-1]))
         if r.status_code != 200:
             stats.errors[f"task HTTP {r.status_code}"] += 1
             if r.status_code == 403:
@@ -599,6 +607,8 @@ async def worker_loop(
             stats.errors[type(exc).__name__] += 1
             continue
         stats.submit_ms.append((time.perf_counter() - t0) * 1000)
+        if stats.submit_ms[-1] > 1000:
+            stats.slow.append((time.monotonic() - stats.start, "submit", stats.submit_ms[-1]))
         if r.status_code == 200:
             stats.tasks += 1
             stats.acked.extend((c, worker_id) for c in items)
@@ -608,16 +618,17 @@ async def worker_loop(
 
 async def drive(
     url: str, tokens: list[tuple[int, str]], truth: dict[int, bool], seconds: float, think: float,
-    on_start: Any, on_stop: Any, drain: float,
+    on_start: Any, on_stop: Any, drain: float, stagger: bool = True,
 ) -> tuple[Stats, float]:  # fmt: skip
     """Run the workers for `seconds`; requests in flight then get `drain` more seconds before they are cut."""
     stats = Stats()
     limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens))
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
         on_start()
-        start = time.monotonic()
+        start = stats.start = time.monotonic()
         loops = [
-            worker_loop(client, tok, wid, truth, start + seconds, stats, wid, think) for wid, tok in tokens
+            worker_loop(client, tok, wid, truth, start + seconds, stats, wid, think, stagger)
+            for wid, tok in tokens
         ]
         running = [asyncio.ensure_future(loop) for loop in loops]
         _done, late = await asyncio.wait(running, timeout=seconds + drain)
@@ -796,7 +807,7 @@ def run_one(backend: str, size: int, code: Code, args: argparse.Namespace) -> Re
                 stats, elapsed = asyncio.run(
                     drive(
                         f"http://127.0.0.1:{port}", tokens, build.truth, args.seconds, args.think,
-                        measure_start, measure_stop, args.drain,
+                        measure_start, measure_stop, args.drain, not args.burst,
                     )
                 )  # fmt: skip
                 server_mib = sum(proc_hwm_mib(p) for p in process_tree(server.pid))
@@ -843,6 +854,7 @@ def run_one(backend: str, size: int, code: Code, args: argparse.Namespace) -> Re
             else ""
         )
         + "\n"
+        f"{label}: requests over 1 s: {_slow_summary(stats.slow)}\n"
         f"{label}: server log: {server_errors}\n"
         f"{label}: store check {'OK' if ok else 'FAILED'}: {detail}",
         flush=True,
@@ -851,6 +863,16 @@ def run_one(backend: str, size: int, code: Code, args: argparse.Namespace) -> Re
 
 
 # -- the summary ----------------------------------------------------------------------------------------
+
+
+def _slow_summary(slow: list[tuple[float, str, float]]) -> str:
+    """When in the phase the requests over 1 s finished (10 s bins), and their kinds."""
+    if not slow:
+        return "none"
+    bins = Counter(int(t // 10) * 10 for t, _k, _ms in slow)
+    kinds = Counter(k for _t, k, _ms in slow)
+    when = ", ".join(f"{b}-{b + 10} s: {n}" for b, n in sorted(bins.items()))
+    return f"{len(slow)} ({dict(kinds)}); finished at {when}"
 
 
 def ratio(a: float | None, b: float | None) -> str:
@@ -967,6 +989,12 @@ def main() -> None:
     parser.add_argument("--server-workers", type=int, default=2, help="server processes on PostgreSQL")
     parser.add_argument("--synsets", type=int, default=6, help="synsets per project (sizes split evenly)")
     parser.add_argument("--think", type=float, default=0.0, help="mean seconds a worker looks at a task")
+    parser.add_argument(
+        "--burst",
+        action="store_true",
+        help="with --think: every worker asks at once at the start (default: first requests spread over one"
+        " think time, as a crowd already at work arrives)",
+    )
     parser.add_argument(
         "--rebuilds", action="store_true", help="start each synset just below a rebuild point"
     )
