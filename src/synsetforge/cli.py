@@ -14,7 +14,7 @@ import typer
 
 from synsetforge import __version__
 from synsetforge.clilazy import Lazy, lazy_group
-from synsetforge.cliopts import ProjectOpt
+from synsetforge.cliopts import ProjectOpt, typer_app
 from synsetforge.errors import SynsetforgeError
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ LAZY_COMMANDS: dict[str, Lazy] = {
     ),
 }
 
-app = typer.Typer(
+app = typer_app(
     name="synsetforge",
     help="Build hierarchical, crowd-verified image datasets and run ILSVRC-style benchmarks on them.",
     no_args_is_help=True,
@@ -101,10 +101,8 @@ app = typer.Typer(
     add_completion=False,
     cls=lazy_group(LAZY_COMMANDS),
 )
-synsets_app = typer.Typer(
-    help="The synsets (categories) a project collects images for.", no_args_is_help=True
-)
-classes_app = typer.Typer(
+synsets_app = typer_app(help="The synsets (categories) a project collects images for.", no_args_is_help=True)
+classes_app = typer_app(
     help="ILSVRC-style class lists (validate one with `taxonomy validate`).", no_args_is_help=True
 )
 app.add_typer(synsets_app, name="synsets")

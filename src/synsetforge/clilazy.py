@@ -69,7 +69,7 @@ class LazyGroup(TyperGroup):
 
 
 def lazy_group(commands: Mapping[str, Lazy]) -> type[LazyGroup]:
-    """A :class:`LazyGroup` class with these lazy commands, for ``typer.Typer(cls=lazy_group({...}))``."""
+    """A :class:`LazyGroup` class with these lazy commands, for ``typer_app(cls=lazy_group({...}))``."""
     return type("LazyGroup", (LazyGroup,), {"lazy": dict(commands)})
 
 
@@ -80,7 +80,9 @@ def load(name: str, entry: Lazy) -> Any:
     if isinstance(target, typer.Typer):
         command: Any = typer.main.get_group(target)
     else:
-        single = typer.Typer(add_completion=False)
+        from synsetforge.cliopts import typer_app
+
+        single = typer_app(add_completion=False)
         single.command(name)(target)
         command = typer.main.get_command(single)
     command.name = name

@@ -12,10 +12,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from synsetforge.cliopts import FileFormat, ProjectOpt
+from synsetforge.cliopts import FileFormat, ProjectOpt, typer_app
 
 console = Console(highlight=False)
-baseline_app = typer.Typer(
+baseline_app = typer_app(
     help="Reference entries: train, write a valid submission, submit it.", no_args_is_help=True
 )
 

@@ -33,14 +33,14 @@ from synsetforge.benchmark.queue import DEFAULT_LEASE
 from synsetforge.benchmark.queue import counts as job_counts
 from synsetforge.benchmark.standings import Board, board_csv, leaderboard, team_submissions
 from synsetforge.benchmark.submissions import count_submissions, submit
-from synsetforge.cliopts import ProjectOpt
+from synsetforge.cliopts import ProjectOpt, typer_app
 from synsetforge.clitables import Table
 from synsetforge.errors import InputError
 from synsetforge.store.project import Project
 
 console = Console(highlight=False)
 
-challenge_app = typer.Typer(
+challenge_app = typer_app(
     help="ILSVRC-style challenges: hidden test labels, per-team limits, leaderboards.", no_args_is_help=True
 )
 

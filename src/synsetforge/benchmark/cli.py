@@ -25,10 +25,11 @@ from synsetforge.benchmark.formats import (
 )
 from synsetforge.benchmark.leaderboard import bootstrap_interval, paired_test
 from synsetforge.benchmark.metrics import Scores, score
+from synsetforge.cliopts import typer_app
 from synsetforge.clitables import Table
 from synsetforge.errors import InputError, NotFoundError
 
-app = typer.Typer(
+app = typer_app(
     help="Score ILSVRC-style submissions (classic devkit or Kaggle CSV files).", no_args_is_help=True
 )
 

@@ -6,11 +6,10 @@ and export in `cli_io`, the simulated crowd in `cli_simulate`; each module regis
 
 from __future__ import annotations
 
-import typer
-
 from synsetforge.boxes import cli_engine, cli_io, cli_simulate
+from synsetforge.cliopts import typer_app
 
-app = typer.Typer(
+app = typer_app(
     help="Bounding boxes: crowd drawing and verification, import, export, simulation.", no_args_is_help=True
 )
 for _module in (cli_engine, cli_io, cli_simulate):

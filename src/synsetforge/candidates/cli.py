@@ -14,12 +14,12 @@ from synsetforge.candidates.collect import CollectOptions, CollectSummary, colle
 from synsetforge.candidates.netpolicy import FetchPolicy
 from synsetforge.candidates.process import ImagePolicy
 from synsetforge.candidates.stats import Tally, candidate_stats
-from synsetforge.cliopts import ProjectOpt
+from synsetforge.cliopts import ProjectOpt, typer_app
 from synsetforge.clitables import Table
 from synsetforge.errors import InputError
 from synsetforge.store.project import Project
 
-app = typer.Typer(help="Candidate images: statistics of what collection gathered.", no_args_is_help=True)
+app = typer_app(help="Candidate images: statistics of what collection gathered.", no_args_is_help=True)
 console = Console(highlight=False)
 
 

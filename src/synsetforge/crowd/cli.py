@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from synsetforge.clilazy import Lazy, lazy_group
-from synsetforge.cliopts import ProjectOpt
+from synsetforge.cliopts import ProjectOpt, typer_app
 from synsetforge.clitables import Table
 from synsetforge.crowd.service import CrowdService
 from synsetforge.crowd.settings import CrowdSettings
@@ -24,7 +24,7 @@ from synsetforge.limits import MAX_ROW_ID
 from synsetforge.store.project import Project
 
 console = Console(highlight=False)
-app = typer.Typer(
+app = typer_app(
     help="Crowd verification: simulate, aggregate, gold, CSV import/export.",
     no_args_is_help=True,
     # The offline aggregation commands import numpy: only when they run.
@@ -41,10 +41,10 @@ app = typer.Typer(
         }
     ),
 )
-workers_app = typer.Typer(
+workers_app = typer_app(
     help="Crowd workers: invite links, marketplace links, list, block.", no_args_is_help=True
 )
-admin_app = typer.Typer(help="Admin access to the web app.", no_args_is_help=True)
+admin_app = typer_app(help="Admin access to the web app.", no_args_is_help=True)
 
 
 def _service(project: Project, **overrides: object) -> CrowdService:

@@ -16,13 +16,14 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
+from synsetforge.cliopts import typer_app
 from synsetforge.clitables import Table
 from synsetforge.errors import InputError
 from synsetforge.hierarchy.classlist import validate_class_list
 from synsetforge.hierarchy.model import Hierarchy, Synset
 from synsetforge.hierarchy.taxonomy import load_hierarchy
 
-app = typer.Typer(
+app = typer_app(
     help="Browse the category hierarchy (WordNet 3.0 nouns, or a custom taxonomy with --taxonomy).",
     no_args_is_help=True,
 )

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from synsetforge.cliopts import ProjectOpt
+from synsetforge.cliopts import ProjectOpt, typer_app
 from synsetforge.clitables import Table
 from synsetforge.errors import InputError
 from synsetforge.releases.exports import FORMATS, export_release
@@ -32,11 +32,11 @@ from synsetforge.releases.splits import DEFAULT_PHASH_DISTANCE, SplitSpec
 from synsetforge.store.classes import class_list as class_list_ids
 from synsetforge.store.project import Project
 
-app = typer.Typer(
+app = typer_app(
     help="Immutable releases of the accepted images: create, diff, audit, report, export.",
     no_args_is_help=True,
 )
-audit_app = typer.Typer(help="Expert audits of a release's precision.", no_args_is_help=True)
+audit_app = typer_app(help="Expert audits of a release's precision.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)

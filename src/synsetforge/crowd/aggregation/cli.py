@@ -17,13 +17,14 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from synsetforge.cliopts import typer_app
 from synsetforge.clitables import Table
 from synsetforge.crowd.aggregation.dawid_skene import DawidSkene
 from synsetforge.crowd.aggregation.dynamic_consensus import ConfidenceTable, DynamicConsensus
 from synsetforge.crowd.aggregation.majority import MajorityVote
 from synsetforge.errors import InputError, NotFoundError
 
-app = typer.Typer(
+app = typer_app(
     help="Aggregate crowd votes and simulate crowds (no project store needed).", no_args_is_help=True
 )
 console = Console(highlight=False)
