@@ -35,7 +35,14 @@ from sqlalchemy.orm import Session
 
 from synsetforge.crowd.consensus import ImageStats, SynsetState
 from synsetforge.crowd.settings import CrowdSettings
-from synsetforge.crowd.tallies import CELL, StoredTables, SynsetInfo, initial_complete
+from synsetforge.crowd.tallies import (
+    CELL,
+    TALLY_COLUMNS,
+    StoredTables,
+    SynsetInfo,
+    initial_complete,
+    stats_of,
+)
 from synsetforge.errors import NotFoundError
 from synsetforge.store import schema
 
@@ -151,17 +158,7 @@ class _Choice:
     ranked: list[int]  # assignable candidates, best first
 
 
-_ROW_COLUMNS = (
-    schema.CrowdImage.candidate_id,
-    schema.CrowdImage.initial,
-    schema.CrowdImage.n_full,
-    schema.CrowdImage.n_counted,
-    schema.CrowdImage.n_all,
-    schema.CrowdImage.yes_w,
-    schema.CrowdImage.no_w,
-    schema.CrowdImage.id_sum,
-    schema.CrowdImage.llr,  # worker-aware (C2)
-)
+_ROW_COLUMNS = (schema.CrowdImage.candidate_id, schema.CrowdImage.initial, *TALLY_COLUMNS)
 
 
 def _fetch(session: Session, where: Any, order: Any, limit: int) -> list[Any]:
@@ -248,10 +245,7 @@ def _rank(
             cid = int(r.candidate_id)
             if cid in stats:
                 continue
-            stats[cid] = ImageStats(
-                cid, None, None, int(r.n_full), int(r.n_counted), int(r.n_all), float(r.yes_w), float(r.no_w),
-                int(r.id_sum), float(r.llr),
-            )  # fmt: skip
+            stats[cid] = stats_of(r)
             if r.initial:
                 initial.add(cid)
             fresh.append(cid)
@@ -419,13 +413,12 @@ def _verify(
                 int(r.candidate_id): r
                 for r in session.execute(select(*_ROW_COLUMNS).where(ci.candidate_id.in_(open_)))
             }
-            stats = {
-                cid: ImageStats(cid, None, None, int(r.n_full), int(r.n_counted), int(r.n_all), float(r.yes_w),
-                                float(r.no_w), int(r.id_sum))
-                for cid, r in fresh.items()
-            }  # fmt: skip
+            stats = {cid: stats_of(r) for cid, r in fresh.items()}
             initial = frozenset(cid for cid, r in fresh.items() if r.initial)
-            state = SynsetState(best.synset.synset_id, best.state.settings, stats, initial, best.state.table)
+            state = SynsetState(
+                best.synset.synset_id, best.state.settings, stats, initial, best.state.table,
+                prior_good=best.state.prior_good,
+            )  # fmt: skip
             picked += [
                 x for x in pool if x in stats and x not in mine and state.wanted(x) - held.get(x, 0) > 0
             ]

@@ -147,12 +147,7 @@ def stored(session: Session, ids: list[int]) -> dict[int, ImageStats]:
             ci.candidate_id, ci.n_full, ci.n_counted, ci.n_all, ci.yes_w, ci.no_w, ci.id_sum, ci.llr
         ).where(ci.candidate_id.in_(ids))
     )
-    out = {}
-    for r in rows:
-        st = stats_of(r)
-        st.llr = float(r.llr)
-        out[st.candidate_id] = st
-    return out
+    return {int(r.candidate_id): stats_of(r) for r in rows}
 
 
 def request_refresh(session: Session, syn: schema.CrowdSynset, *, sync: bool = False) -> bool:

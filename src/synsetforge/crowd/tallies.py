@@ -247,7 +247,8 @@ def recount(session: Session, ids: Iterable[int]) -> dict[int, ImageStats]:
 
 
 def stats_of(row: Any) -> ImageStats:
-    """ImageStats from a crowd_images row (decision/confidence filled in by the caller)."""
+    """ImageStats from a crowd_images row (decision/confidence filled in by the caller; the worker-aware
+    evidence when the row has it)."""
     return ImageStats(
         int(row.candidate_id),
         None,
@@ -258,6 +259,7 @@ def stats_of(row: Any) -> ImageStats:
         float(row.yes_w),
         float(row.no_w),
         int(row.id_sum),
+        float(getattr(row, "llr", 0.0)),
     )
 
 
@@ -364,7 +366,7 @@ def is_stale(syn: schema.CrowdSynset, settings: CrowdSettings, settings_fp: str)
     return syn.n_votes != syn.table_votes or syn.n_gold_votes != syn.table_gold_votes
 
 
-_TALLY_COLUMNS = (
+TALLY_COLUMNS = (  # an image's kept tallies, in `ImageStats` order
     schema.CrowdImage.n_full,
     schema.CrowdImage.n_counted,
     schema.CrowdImage.n_all,
@@ -397,7 +399,7 @@ def decide_rows(
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
         for row in session.execute(
-            select(ci.candidate_id, ci.initial, ci.cell, c.decision, c.confidence, *_TALLY_COLUMNS)
+            select(ci.candidate_id, ci.initial, ci.cell, c.decision, c.confidence, *TALLY_COLUMNS)
             .join(c, c.id == ci.candidate_id)
             .where(ci.candidate_id.in_(chunk))
         ):
