@@ -56,18 +56,22 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+_W = schema.Worker
+_TOUCH_WORKER = update(_W).where(_W.id == bindparam("wid")).values(status=_W.status)
+_LOCK_WORKER = (
+    select(_W).where(_W.id == bindparam("wid")).with_for_update().execution_options(populate_existing=True)
+)
+
+
 def lock_worker(session: Session, worker_id: int) -> schema.Worker:
     """Take the worker's row lock (PostgreSQL) / the database write lock (SQLite) and return the worker."""
-    w = schema.Worker
     if session.get_bind().dialect.name == "sqlite":
         # A write first: pysqlite opens the transaction here and SQLite grants its one write lock, so all
         # reads below see the latest committed state and nobody else writes until we commit.
-        session.execute(update(w).where(w.id == worker_id).values(status=w.status))
-        worker = session.get(w, worker_id, populate_existing=True)
+        session.connection().execute(_TOUCH_WORKER, {"wid": worker_id})
+        worker = session.get(_W, worker_id, populate_existing=True)
     else:
-        worker = session.scalars(
-            select(w).where(w.id == worker_id).with_for_update().execution_options(populate_existing=True)
-        ).first()
+        worker = session.scalars(_LOCK_WORKER, {"wid": worker_id}).first()
     if worker is None:
         raise NotFoundError(f"no worker with id {worker_id}")
     return worker
@@ -84,13 +88,8 @@ def sweep_expired(session: Session, now: datetime) -> int:
 
 def open_task_of(session: Session, worker_id: int, now: datetime) -> int | None:
     """The worker's open, unexpired task, if any."""
-    t = schema.Task
-    return session.scalar(
-        select(t.id)
-        .where(t.worker_id == worker_id, t.status == "open", t.expires_at > now)
-        .order_by(t.id.desc())
-        .limit(1)
-    )
+    found = session.connection().execute(_OPEN_TASK, {"wid": worker_id, "now": now}).scalar()
+    return None if found is None else int(found)
 
 
 def synset_board(session: Session, settings: CrowdSettings, limit: int | None = None) -> list[SynsetInfo]:
@@ -128,6 +127,15 @@ _INFLIGHT = (
 _VOTED = select(_V.candidate_id).where(
     _V.worker_id == bindparam("wid"), _V.candidate_id.in_(bindparam("ids", expanding=True))
 )
+_OPEN_TASK = (
+    select(_T.id)
+    .where(_T.worker_id == bindparam("wid"), _T.status == "open", _T.expires_at > bindparam("now"))
+    .order_by(_T.id.desc())
+    .limit(1)
+)
+_C = schema.Candidate
+_DECISIONS = select(_C.id, _C.decision).where(_C.id.in_(bindparam("ids", expanding=True)))
+_DECISIONS_LOCKED = _DECISIONS.with_for_update(skip_locked=True, key_share=True)
 
 
 def inflight(session: Session, now: datetime, synset_id: str, ids: list[int]) -> dict[int, int]:
@@ -159,6 +167,7 @@ class _Choice:
 
 
 _ROW_COLUMNS = (schema.CrowdImage.candidate_id, schema.CrowdImage.initial, *TALLY_COLUMNS)
+_ROWS_OF = select(*_ROW_COLUMNS).where(schema.CrowdImage.candidate_id.in_(bindparam("ids", expanding=True)))
 
 
 def _fetch(session: Session, where: Any, order: Any, limit: int) -> list[Any]:
@@ -233,7 +242,7 @@ def _rank(
     first ones).
     """
     ci = schema.CrowdImage
-    table = tables.get(syn) if syn.expected_votes is not None else None
+    table = tables.get(syn, session) if syn.expected_votes is not None else None
     stats: dict[int, ImageStats] = {}
     initial: set[int] = set()
     order: list[tuple[tuple[int, float, int], int]] = []
@@ -296,7 +305,7 @@ def _rank(
     else:
         initial_rows = []
     cells = (
-        tables.cells(syn)
+        tables.cells(syn, session)
         if settings.method == "imagenet"
         else sorted(
             ((y, n) for y in range(settings.fixed_votes + 1) for n in range(settings.fixed_votes + 1 - y)),
@@ -391,7 +400,7 @@ def _verify(
     instant, try again shortly rather than tell the worker there is no work. On SQLite the transaction
     holds the database's write lock, so plain reads are exact.
     """
-    c, ci = schema.Candidate, schema.CrowdImage
+    conn = session.connection()
     picked: list[int] = []
     for attempt in range(5 if postgres else 1):
         skipped = False
@@ -399,20 +408,14 @@ def _verify(
             pool = [x for x in best.ranked[start : start + want * 2] if x not in picked]
             if not pool:
                 continue
-            q = select(c.id, c.decision).where(c.id.in_(pool))
-            if postgres:
-                q = q.with_for_update(skip_locked=True, key_share=True)
-            rows = session.execute(q).all()
+            rows = conn.execute(_DECISIONS_LOCKED if postgres else _DECISIONS, {"ids": pool}).all()
             skipped = skipped or len(rows) < len(pool)
             open_ = sorted(int(cid) for cid, decision in rows if decision is None)
             # Open tasks first, tallies second: a submission committing in between is then counted twice
             # (held and voted), never zero times, so the worst case is one slot left unused for a moment.
             held = inflight(session, now, best.synset.synset_id, open_)
             mine = voted_by(session, worker_id, open_)
-            fresh = {
-                int(r.candidate_id): r
-                for r in session.execute(select(*_ROW_COLUMNS).where(ci.candidate_id.in_(open_)))
-            }
+            fresh = {int(r.candidate_id): r for r in conn.execute(_ROWS_OF, {"ids": open_})} if open_ else {}
             stats = {cid: stats_of(r) for cid, r in fresh.items()}
             initial = frozenset(cid for cid, r in fresh.items() if r.initial)
             state = SynsetState(
@@ -510,23 +513,36 @@ def assign_task(
     if not picked:
         return None
     assert plan is not None
-    task = schema.Task(
-        worker_id=worker_id,
-        synset_id=plan.choice.synset.synset_id,
-        kind="verify",
-        status="open",
-        created_at=now,
-        expires_at=now + timedelta(minutes=settings.task_minutes),
-    )
-    session.add(task)
-    session.flush()
+    conn = session.connection()  # Core: no ORM object for the task or its items
+    key = conn.execute(
+        _NEW_TASK,
+        {
+            "wid": worker_id,
+            "sid": plan.choice.synset.synset_id,
+            "created": now,
+            "expires": now + timedelta(minutes=settings.task_minutes),
+        },
+    ).inserted_primary_key
+    assert key is not None
+    task_id = int(key[0])
     items = [(cid, False) for cid in picked] + [(cid, True) for cid in gold]
     rng.shuffle(items)
-    session.connection().execute(  # Core executemany: no ORM object per item
-        insert(schema.TaskItem),
+    conn.execute(
+        _NEW_ITEMS,
         [
-            {"task_id": task.id, "candidate_id": cid, "position": i, "is_gold": is_gold, "box_id": None}
+            {"task_id": task_id, "candidate_id": cid, "position": i, "is_gold": is_gold, "box_id": None}
             for i, (cid, is_gold) in enumerate(items)
         ],
     )
-    return task.id
+    return task_id
+
+
+_NEW_TASK = insert(_T).values(
+    worker_id=bindparam("wid"),
+    synset_id=bindparam("sid"),
+    kind="verify",
+    status="open",
+    created_at=bindparam("created"),
+    expires_at=bindparam("expires"),
+)
+_NEW_ITEMS = insert(schema.TaskItem)

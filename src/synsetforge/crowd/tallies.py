@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Integer, Table, case, cast, func, select, update
+from sqlalchemy import Integer, Table, bindparam, case, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.aggregation import ConfidenceTable, Decision
@@ -105,8 +105,11 @@ class StoredTables:
         self._filled: dict[str, tuple[float, set[int]]] = {}
         self._gold: tuple[float, dict[str, list[tuple[int, bool]]]] | None = None
 
-    def get(self, syn: schema.CrowdSynset | SynsetInfo) -> ConfidenceTable | None:
-        return self._entry(syn)[0]
+    def get(
+        self, syn: schema.CrowdSynset | SynsetInfo, session: Session | None = None
+    ) -> ConfidenceTable | None:
+        """The synset's current table (`session`: where a SynsetInfo's table must be read)."""
+        return self._entry(syn, session)[0]
 
     def empty(self, synset_id: str, cell: int) -> bool:
         """A cell found empty within the last `EMPTY_TTL_S` (ranking skips it: most of a table's open
@@ -161,18 +164,40 @@ class StoredTables:
             with self._lock:
                 self._filled[synset_id] = (time.monotonic() + EMPTY_TTL_S, cells)
 
-    def cells(self, syn: schema.CrowdSynset | SynsetInfo) -> list[tuple[int, int]]:
+    def cells(
+        self, syn: schema.CrowdSynset | SynsetInfo, session: Session | None = None
+    ) -> list[tuple[int, int]]:
         """The table's open cells (yes, no), most expected votes first (assignment order)."""
-        return self._entry(syn)[1]
+        return self._entry(syn, session)[1]
 
-    def _entry(self, syn: Any) -> tuple[ConfidenceTable | None, list[tuple[int, int]]]:
-        if syn.expected_votes is None or not syn.table_data:
+    def _entry(
+        self, syn: Any, session: Session | None = None
+    ) -> tuple[ConfidenceTable | None, list[tuple[int, int]]]:
+        if syn.expected_votes is None:
             return None, []
         with self._lock:
             hit = self._tables.get(syn.synset_id)
         if hit is not None and hit[0] == syn.table_version:
             return hit[1], hit[2]
-        table = table_from_json(syn.table_data)
+        # parsed once per version and process: a row's deferred column loads here; a ranking copy
+        # (SynsetInfo) reads it by version through `session`
+        data = None
+        if not isinstance(syn, SynsetInfo):
+            data = syn.table_data
+        elif session is not None:
+            cs = schema.CrowdSynset
+            data = session.scalar(
+                select(cs.table_data).where(
+                    cs.synset_id == syn.synset_id, cs.table_version == syn.table_version
+                )
+            )
+        if not data:
+            if hit is not None and isinstance(syn, SynsetInfo):
+                # the version was replaced since the copy was made: rank with the table held (ranking
+                # only; assignment re-checks whatever it hands out)
+                return hit[1], hit[2]
+            return None, []
+        table = table_from_json(data)
         cells = open_cells(table)
         with self._lock:
             if len(self._tables) > 4096:
@@ -195,18 +220,17 @@ class SynsetInfo:
     synset_id: str
     n_open: int
     table_version: int
-    table_data: dict[str, Any] | None
     expected_votes: float | None
     initial_size: int
     initial_done: int
 
     @classmethod
     def of(cls, row: schema.CrowdSynset) -> SynsetInfo:
+        """Without the table's JSON: `StoredTables` reads it by version where it does not hold it."""
         return cls(
             row.synset_id,
             row.n_open,
             row.table_version,
-            row.table_data,
             row.expected_votes,
             row.initial_size,
             row.initial_done,
@@ -216,29 +240,36 @@ class SynsetInfo:
 # -- reading and writing tallies -----------------------------------------------------------------
 
 
+def _recount_statement() -> Any:
+    v = schema.Vote
+    full = v.weight >= 1.0
+    return (
+        select(
+            v.candidate_id,
+            func.sum(case((full, 1), else_=0)),
+            func.sum(case((v.weight > 0, 1), else_=0)),
+            func.sum(case((v.label.is_(True), v.weight), else_=0.0)),
+            func.sum(case((v.label.is_(True), 0.0), else_=v.weight)),
+            func.sum(case((full, v.id), else_=0)),
+            func.count(),
+        )
+        .where(v.candidate_id.in_(bindparam("ids", expanding=True)), v.is_gold.is_(False))
+        .group_by(v.candidate_id)
+    )
+
+
+_RECOUNT = _recount_statement()  # built once (a submit runs it; building it cost more than running it)
+
+
 def recount(session: Session, ids: Iterable[int]) -> dict[int, ImageStats]:
     """Exact tallies of these candidates from their non-gold votes (bounded: ids are given)."""
-    v = schema.Vote
     out = {int(c): ImageStats(int(c), None, None) for c in ids}
     if not out:
         return out
-    full = v.weight >= 1.0
     keys = sorted(out)
+    conn = session.connection()
     for start in range(0, len(keys), 900):
-        chunk = keys[start : start + 900]
-        rows = session.execute(
-            select(
-                v.candidate_id,
-                func.sum(case((full, 1), else_=0)),
-                func.sum(case((v.weight > 0, 1), else_=0)),
-                func.sum(case((v.label.is_(True), v.weight), else_=0.0)),
-                func.sum(case((v.label.is_(True), 0.0), else_=v.weight)),
-                func.sum(case((full, v.id), else_=0)),
-                func.count(),
-            )
-            .where(v.candidate_id.in_(chunk), v.is_gold.is_(False))
-            .group_by(v.candidate_id)
-        )
+        rows = conn.execute(_RECOUNT, {"ids": keys[start : start + 900]})
         for cid, n_full, n_counted, yes_w, no_w, id_sum, n_all in rows:
             st = out[int(cid)]
             st.n_full, st.n_counted, st.n_all = int(n_full or 0), int(n_counted or 0), int(n_all or 0)
@@ -263,13 +294,19 @@ def stats_of(row: Any) -> ImageStats:
     )
 
 
+_SYNSET_ROW = (
+    select(schema.CrowdSynset)
+    .where(schema.CrowdSynset.synset_id == bindparam("sid"))
+    .execution_options(populate_existing=True)
+)
+_SYNSET_ROW_LOCKED = _SYNSET_ROW.with_for_update()
+
+
 def lock_synset(session: Session, synset_id: str) -> schema.CrowdSynset:
     """The synset's counters row, locked for this transaction (created when missing)."""
     cs = schema.CrowdSynset
-    q = select(cs).where(cs.synset_id == synset_id).execution_options(populate_existing=True)
-    if session.get_bind().dialect.name != "sqlite":
-        q = q.with_for_update()
-    row = session.scalars(q).first()
+    q = _SYNSET_ROW if session.get_bind().dialect.name == "sqlite" else _SYNSET_ROW_LOCKED
+    row = session.scalars(q, {"sid": synset_id}).first()
     if row is None:
         row = cs(synset_id=synset_id)
         for name in ("n_playable", "n_open", "n_votes", "n_gold_votes", "base_size", "initial_size"):
@@ -278,7 +315,7 @@ def lock_synset(session: Session, synset_id: str) -> schema.CrowdSynset:
         row.refresh_queued = row.refreshing = False
         session.add(row)
         session.flush()
-        row = session.scalars(q).one()
+        row = session.scalars(q, {"sid": synset_id}).one()
     return row
 
 
@@ -377,6 +414,20 @@ TALLY_COLUMNS = (  # an image's kept tallies, in `ImageStats` order
 )
 
 
+_DECIDE_ROWS = (
+    select(
+        schema.CrowdImage.candidate_id,
+        schema.CrowdImage.initial,
+        schema.CrowdImage.cell,
+        schema.Candidate.decision,
+        schema.Candidate.confidence,
+        *TALLY_COLUMNS,
+    )
+    .join(schema.Candidate, schema.Candidate.id == schema.CrowdImage.candidate_id)
+    .where(schema.CrowdImage.candidate_id.in_(bindparam("ids", expanding=True)))
+)
+
+
 def decide_rows(
     session: Session,
     syn: schema.CrowdSynset,
@@ -390,19 +441,14 @@ def decide_rows(
     row are skipped; `initial_flags`, when given, gets each found image's initial flag."""
     if not fresh:
         return 0, 0
-    c, ci = schema.Candidate, schema.CrowdImage
     ids = sorted(fresh)
     current: dict[int, tuple[bool, int | None]] = {}
     stored: dict[
         int, tuple[Any, ...]
     ] = {}  # what the row holds now: rows that would not change are not written
+    conn = session.connection()
     for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
-        for row in session.execute(
-            select(ci.candidate_id, ci.initial, ci.cell, c.decision, c.confidence, *TALLY_COLUMNS)
-            .join(c, c.id == ci.candidate_id)
-            .where(ci.candidate_id.in_(chunk))
-        ):
+        for row in conn.execute(_DECIDE_ROWS, {"ids": ids[start : start + 900]}):
             cid, initial, cell, decision, confidence = row[:5]
             st = fresh[int(cid)]
             st.decision, st.confidence = decision, confidence
@@ -452,21 +498,10 @@ def decide_rows(
             changed += 1
         was_open = current[cid][1] is not None
         opened += int(decision is None) - int(was_open)
-    images, candidates = _table(ci), _table(c)
     if tallies:
-        session.connection().execute(
-            update(images)
-            .where(images.c.candidate_id == _param("_id"))
-            .values(**{k: _param(k) for k in tallies[0] if k != "_id"}),
-            tallies,
-        )
+        conn.execute(_WRITE_TALLIES, tallies)
     if decisions:
-        session.connection().execute(
-            update(candidates)
-            .where(candidates.c.id == _param("_id"))
-            .values(decision=_param("_decision"), confidence=_param("_confidence")),
-            decisions,
-        )
+        conn.execute(_WRITE_DECISIONS, decisions)
     return changed, opened
 
 
@@ -476,10 +511,22 @@ def _table(model: Any) -> Table:
     return t
 
 
-def _param(name: str) -> Any:
-    from sqlalchemy import bindparam
-
-    return bindparam(name)
+_IMAGES, _CANDIDATES = _table(schema.CrowdImage), _table(schema.Candidate)
+_WRITE_TALLIES = (  # executemany on Core tables: the ORM's bulk UPDATE by primary key cost more
+    update(_IMAGES)
+    .where(_IMAGES.c.candidate_id == bindparam("_id"))
+    .values(
+        **{
+            k: bindparam(k)
+            for k in ("n_full", "n_counted", "n_all", "yes_w", "no_w", "id_sum", "llr", "cell")
+        }
+    )
+)
+_WRITE_DECISIONS = (
+    update(_CANDIDATES)
+    .where(_CANDIDATES.c.id == bindparam("_id"))
+    .values(decision=bindparam("_decision"), confidence=bindparam("_confidence"))
+)
 
 
 def now_utc() -> datetime:

@@ -311,7 +311,9 @@ class CrowdSynset(Base):
     initial_done: Mapped[int] = mapped_column(Integer, default=0)
     fp_initial: Mapped[str | None] = mapped_column(String(64))
     table_version: Mapped[int] = mapped_column(Integer, default=0)
-    table_data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # deferred: parsed only where a process does not hold this table version yet (parsing it with every
+    # row lock cost a loaded server about 3% of its CPU)
+    table_data: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
     table_fp_initial: Mapped[str | None] = mapped_column(String(64))
     table_votes: Mapped[int] = mapped_column(Integer, default=0)
     table_gold_votes: Mapped[int] = mapped_column(Integer, default=0)
