@@ -45,6 +45,7 @@ from synsetforge.crowd.tallies import (
 )
 from synsetforge.errors import NotFoundError
 from synsetforge.store import schema
+from synsetforge.store.idlist import PerDialect, ids_in
 
 SCAN_SYNSETS = 8  # synsets examined per assignment before settling for the best partial grid
 
@@ -112,20 +113,23 @@ def synset_board(session: Session, settings: CrowdSettings, limit: int | None = 
 # The hottest statements, built once: executed on the session's connection (Core, not the ORM), they skip
 # rebuilding the expression and the ORM's result handling, most of what a short indexed query cost here.
 _T, _TI, _V = schema.Task, schema.TaskItem, schema.Vote
-_INFLIGHT = (
-    select(_TI.candidate_id, func.count())
-    .join(_T, _T.id == _TI.task_id)
-    .where(
-        _T.synset_id == bindparam("sid"),
-        _T.status == "open",
-        _T.expires_at > bindparam("now"),
-        _TI.is_gold.is_(False),
-        _TI.candidate_id.in_(bindparam("ids", expanding=True)),
+# Lists of ids go in as one array on PostgreSQL (`store.idlist`).
+_INFLIGHT = PerDialect(
+    lambda d: (
+        select(_TI.candidate_id, func.count())
+        .join(_T, _T.id == _TI.task_id)
+        .where(
+            _T.synset_id == bindparam("sid"),
+            _T.status == "open",
+            _T.expires_at > bindparam("now"),
+            _TI.is_gold.is_(False),
+            ids_in(_TI.candidate_id, d),
+        )
+        .group_by(_TI.candidate_id)
     )
-    .group_by(_TI.candidate_id)
 )
-_VOTED = select(_V.candidate_id).where(
-    _V.worker_id == bindparam("wid"), _V.candidate_id.in_(bindparam("ids", expanding=True))
+_VOTED = PerDialect(
+    lambda d: select(_V.candidate_id).where(_V.worker_id == bindparam("wid"), ids_in(_V.candidate_id, d))
 )
 _OPEN_TASK = (
     select(_T.id)
@@ -134,8 +138,12 @@ _OPEN_TASK = (
     .limit(1)
 )
 _C = schema.Candidate
-_DECISIONS = select(_C.id, _C.decision).where(_C.id.in_(bindparam("ids", expanding=True)))
-_DECISIONS_LOCKED = _DECISIONS.with_for_update(skip_locked=True, key_share=True)
+_DECISIONS = PerDialect(lambda d: select(_C.id, _C.decision).where(ids_in(_C.id, d)))
+_DECISIONS_LOCKED = (  # PostgreSQL only
+    select(_C.id, _C.decision)
+    .where(ids_in(_C.id, "postgresql"))
+    .with_for_update(skip_locked=True, key_share=True)
+)
 
 
 def inflight(session: Session, now: datetime, synset_id: str, ids: list[int]) -> dict[int, int]:
@@ -143,7 +151,7 @@ def inflight(session: Session, now: datetime, synset_id: str, ids: list[int]) ->
     conn = session.connection()
     out: dict[int, int] = {}
     for i in range(0, len(ids), 900):
-        rows = conn.execute(_INFLIGHT, {"sid": synset_id, "now": now, "ids": ids[i : i + 900]})
+        rows = conn.execute(_INFLIGHT.of(conn), {"sid": synset_id, "now": now, "ids": ids[i : i + 900]})
         out.update((int(cid), int(n)) for cid, n in rows)
     return out
 
@@ -154,7 +162,8 @@ def voted_by(session: Session, worker_id: int, ids: list[int]) -> set[int]:
     out: set[int] = set()
     for i in range(0, len(ids), 900):
         out.update(
-            int(x) for x in conn.execute(_VOTED, {"wid": worker_id, "ids": ids[i : i + 900]}).scalars()
+            int(x)
+            for x in conn.execute(_VOTED.of(conn), {"wid": worker_id, "ids": ids[i : i + 900]}).scalars()
         )
     return out
 
@@ -167,7 +176,7 @@ class _Choice:
 
 
 _ROW_COLUMNS = (schema.CrowdImage.candidate_id, schema.CrowdImage.initial, *TALLY_COLUMNS)
-_ROWS_OF = select(*_ROW_COLUMNS).where(schema.CrowdImage.candidate_id.in_(bindparam("ids", expanding=True)))
+_ROWS_OF = PerDialect(lambda d: select(*_ROW_COLUMNS).where(ids_in(schema.CrowdImage.candidate_id, d)))
 
 
 def _fetch(session: Session, where: Any, order: Any, limit: int) -> list[Any]:
@@ -408,14 +417,18 @@ def _verify(
             pool = [x for x in best.ranked[start : start + want * 2] if x not in picked]
             if not pool:
                 continue
-            rows = conn.execute(_DECISIONS_LOCKED if postgres else _DECISIONS, {"ids": pool}).all()
+            rows = conn.execute(_DECISIONS_LOCKED if postgres else _DECISIONS.of(conn), {"ids": pool}).all()
             skipped = skipped or len(rows) < len(pool)
             open_ = sorted(int(cid) for cid, decision in rows if decision is None)
             # Open tasks first, tallies second: a submission committing in between is then counted twice
             # (held and voted), never zero times, so the worst case is one slot left unused for a moment.
             held = inflight(session, now, best.synset.synset_id, open_)
             mine = voted_by(session, worker_id, open_)
-            fresh = {int(r.candidate_id): r for r in conn.execute(_ROWS_OF, {"ids": open_})} if open_ else {}
+            fresh = (
+                {int(r.candidate_id): r for r in conn.execute(_ROWS_OF.of(conn), {"ids": open_})}
+                if open_
+                else {}
+            )
             stats = {cid: stats_of(r) for cid, r in fresh.items()}
             initial = frozenset(cid for cid, r in fresh.items() if r.initial)
             state = SynsetState(

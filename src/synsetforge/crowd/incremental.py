@@ -186,11 +186,10 @@ def _sync_members(write: Writer, project: Project, synset_id: str) -> None:
         lock_synset(s, synset_id)
         for start in range(0, len(extra), 900):
             s.execute(delete(ci).where(ci.candidate_id.in_(extra[start : start + 900])))
-        taken = (
-            {int(x) for x in s.scalars(select(ci.candidate_id).where(ci.candidate_id.in_(missing)))}
-            if missing
-            else set()
-        )
+        taken: set[int] = set()  # rows another synset holds (a candidate moved); in chunks: a bulk load
+        for start in range(0, len(missing), 900):  # misses every row, past PostgreSQL's 65,535 parameters
+            chunk = missing[start : start + 900]
+            taken.update(int(x) for x in s.scalars(select(ci.candidate_id).where(ci.candidate_id.in_(chunk))))
         rows = [_empty_row(synset_id, cid, want[cid]) for cid in missing if cid not in taken]
         for start in range(0, len(rows), 2000):
             s.execute(insert(schema.CrowdImage), rows[start : start + 2000])

@@ -54,7 +54,11 @@ MAX_ANSWERS = 1000
 
 
 class WriteGate:
-    """SQLite's one writer, queued in this process, submissions first.
+    """A process's database work, queued: `capacity` holders at once, submissions first.
+
+    SQLite: capacity 1, its one writer. PostgreSQL: a few writers per process (`PG_WRITERS`); with every
+    endpoint thread in a transaction at once, a transaction holding a synset's row lock waited behind
+    a hundred runnable threads for the interpreter, and everyone queued on that lock.
 
     Why an order: under load every request waits here, and a submission (a worker's finished answers,
     the shortest write) should not wait behind a queue of task assignments and background batches; a
@@ -63,10 +67,10 @@ class WriteGate:
     30 s while later ones went ahead).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 1) -> None:
         self._guard = threading.Lock()
-        self._held = False
-        # one parked lock per waiter, released by the holder that hands the gate over to it
+        self._free = capacity
+        # one parked lock per waiter, released by the holder that hands its place over to it
         self._queues: dict[bool, collections.deque[threading.Lock]] = {
             True: collections.deque(),
             False: collections.deque(),
@@ -78,14 +82,14 @@ class WriteGate:
         Condition's notify_all woke every thread to find one, about 8% of a loaded server's CPU)."""
         parked = None
         with self._guard:
-            if self._held or self._queues[True] or self._queues[False]:
+            if self._free <= 0 or self._queues[True] or self._queues[False]:
                 parked = threading.Lock()
                 parked.acquire()
                 self._queues[urgent].append(parked)
             else:
-                self._held = True
+                self._free -= 1
         if parked is not None:
-            parked.acquire()  # the gate is ours once the previous holder releases this (it stays held)
+            parked.acquire()  # our place once a holder releases this (it hands its place over)
         try:
             yield
         finally:
@@ -94,7 +98,7 @@ class WriteGate:
                 if line:
                     line.popleft().release()
                 else:
-                    self._held = False
+                    self._free += 1
 
 
 # The request path's statements, built once (building one cost about as much as running it on SQLite)
@@ -112,6 +116,7 @@ _TASK_ROW = select(_T).where(_T.id == bindparam("tid"))
 _TASK_ROW_LOCKED = _TASK_ROW.with_for_update()
 _NEW_VOTES = insert(_V)
 
+PG_WRITERS = 1  # write transactions at once per process on PostgreSQL (`WriteGate`)
 _SQLITE_GATES: dict[str, WriteGate] = {}
 _SQLITE_GATES_GUARD = threading.Lock()
 
@@ -190,7 +195,7 @@ class CrowdService:
         self.stored = StoredTables(remember_empty=background)
         self.background = background
         self._sqlite = project.dialect == "sqlite"
-        self._gate = _sqlite_gate(str(project.engine.url)) if self._sqlite else None
+        self._gate = _sqlite_gate(str(project.engine.url)) if self._sqlite else WriteGate(PG_WRITERS)
         self._last_sweep = 0.0
         self._checked = False
         self._check_lock = threading.Lock()

@@ -36,6 +36,7 @@ from synsetforge.crowd.consensus import ImageStats, SynsetState, _log_bucket, ch
 from synsetforge.crowd.record import CONSENSUS_KEYS
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.store import schema
+from synsetforge.store.idlist import PerDialect, ids_in
 
 CELL = 1000  # cell = yes * CELL + no
 EMPTY_TTL_S = 2.0
@@ -240,7 +241,7 @@ class SynsetInfo:
 # -- reading and writing tallies -----------------------------------------------------------------
 
 
-def _recount_statement() -> Any:
+def _recount_statement(dialect: str) -> Any:
     v = schema.Vote
     full = v.weight >= 1.0
     return (
@@ -253,12 +254,14 @@ def _recount_statement() -> Any:
             func.sum(case((full, v.id), else_=0)),
             func.count(),
         )
-        .where(v.candidate_id.in_(bindparam("ids", expanding=True)), v.is_gold.is_(False))
+        .where(ids_in(v.candidate_id, dialect), v.is_gold.is_(False))
         .group_by(v.candidate_id)
     )
 
 
-_RECOUNT = _recount_statement()  # built once (a submit runs it; building it cost more than running it)
+_RECOUNT = PerDialect(
+    _recount_statement
+)  # built once (a submit runs it; building it cost more than running it)
 
 
 def recount(session: Session, ids: Iterable[int]) -> dict[int, ImageStats]:
@@ -269,7 +272,7 @@ def recount(session: Session, ids: Iterable[int]) -> dict[int, ImageStats]:
     keys = sorted(out)
     conn = session.connection()
     for start in range(0, len(keys), 900):
-        rows = conn.execute(_RECOUNT, {"ids": keys[start : start + 900]})
+        rows = conn.execute(_RECOUNT.of(conn), {"ids": keys[start : start + 900]})
         for cid, n_full, n_counted, yes_w, no_w, id_sum, n_all in rows:
             st = out[int(cid)]
             st.n_full, st.n_counted, st.n_all = int(n_full or 0), int(n_counted or 0), int(n_all or 0)
@@ -414,17 +417,19 @@ TALLY_COLUMNS = (  # an image's kept tallies, in `ImageStats` order
 )
 
 
-_DECIDE_ROWS = (
-    select(
-        schema.CrowdImage.candidate_id,
-        schema.CrowdImage.initial,
-        schema.CrowdImage.cell,
-        schema.Candidate.decision,
-        schema.Candidate.confidence,
-        *TALLY_COLUMNS,
+_DECIDE_ROWS = PerDialect(
+    lambda d: (
+        select(
+            schema.CrowdImage.candidate_id,
+            schema.CrowdImage.initial,
+            schema.CrowdImage.cell,
+            schema.Candidate.decision,
+            schema.Candidate.confidence,
+            *TALLY_COLUMNS,
+        )
+        .join(schema.Candidate, schema.Candidate.id == schema.CrowdImage.candidate_id)
+        .where(ids_in(schema.CrowdImage.candidate_id, d))
     )
-    .join(schema.Candidate, schema.Candidate.id == schema.CrowdImage.candidate_id)
-    .where(schema.CrowdImage.candidate_id.in_(bindparam("ids", expanding=True)))
 )
 
 
@@ -448,7 +453,7 @@ def decide_rows(
     ] = {}  # what the row holds now: rows that would not change are not written
     conn = session.connection()
     for start in range(0, len(ids), 900):
-        for row in conn.execute(_DECIDE_ROWS, {"ids": ids[start : start + 900]}):
+        for row in conn.execute(_DECIDE_ROWS.of(conn), {"ids": ids[start : start + 900]}):
             cid, initial, cell, decision, confidence = row[:5]
             st = fresh[int(cid)]
             st.decision, st.confidence = decision, confidence
