@@ -45,7 +45,7 @@ from synsetforge.crowd.tallies import (
 )
 from synsetforge.errors import NotFoundError
 from synsetforge.store import schema
-from synsetforge.store.idlist import PerDialect, ids_in
+from synsetforge.store.idlist import BulkInsert, PerDialect, ids_in, table_of
 
 SCAN_SYNSETS = 8  # synsets examined per assignment before settling for the best partial grid
 
@@ -540,8 +540,8 @@ def assign_task(
     task_id = int(key[0])
     items = [(cid, False) for cid in picked] + [(cid, True) for cid in gold]
     rng.shuffle(items)
-    conn.execute(
-        _NEW_ITEMS,
+    _NEW_ITEMS.run(
+        conn,
         [
             {"task_id": task_id, "candidate_id": cid, "position": i, "is_gold": is_gold, "box_id": None}
             for i, (cid, is_gold) in enumerate(items)
@@ -558,4 +558,6 @@ _NEW_TASK = insert(_T).values(
     created_at=bindparam("created"),
     expires_at=bindparam("expires"),
 )
-_NEW_ITEMS = insert(schema.TaskItem)
+_NEW_ITEMS = BulkInsert(
+    table_of(schema.TaskItem), ("task_id", "candidate_id", "position", "is_gold", "box_id")
+)

@@ -24,7 +24,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, exists, func, insert, select
+from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -45,6 +45,7 @@ from synsetforge.crowd.tallies import StoredTables, refresh_planner_statistics
 from synsetforge.crowd.tokens import completion_code
 from synsetforge.errors import InputError, NotFoundError
 from synsetforge.store import schema
+from synsetforge.store.idlist import BulkInsert, table_of
 from synsetforge.store.project import Project
 
 SWEEP_EVERY_S = 15.0
@@ -114,7 +115,9 @@ _WORKER_PROGRESS = select(
 )
 _TASK_ROW = select(_T).where(_T.id == bindparam("tid"))
 _TASK_ROW_LOCKED = _TASK_ROW.with_for_update()
-_NEW_VOTES = insert(_V)
+_NEW_VOTES = BulkInsert(
+    table_of(_V), ("candidate_id", "worker_id", "task_id", "label", "is_gold", "weight", "created_at")
+)
 
 PG_WRITERS = 1  # write transactions at once per process on PostgreSQL (`WriteGate`)
 _SQLITE_GATES: dict[str, WriteGate] = {}
@@ -489,8 +492,8 @@ class CrowdService:
                         f"{len(strangers)} answer(s) name images that are not in task {task_id}: "
                         f"{sorted(strangers)[:5]}"
                     )
-                s.connection().execute(
-                    _NEW_VOTES,
+                _NEW_VOTES.run(
+                    s.connection(),
                     [
                         {
                             "candidate_id": cid,

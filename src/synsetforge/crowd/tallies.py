@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Integer, Table, bindparam, case, cast, func, select, update
+from sqlalchemy import Integer, bindparam, case, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.aggregation import ConfidenceTable, Decision
@@ -36,7 +36,7 @@ from synsetforge.crowd.consensus import ImageStats, SynsetState, _log_bucket, ch
 from synsetforge.crowd.record import CONSENSUS_KEYS
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.store import schema
-from synsetforge.store.idlist import PerDialect, ids_in
+from synsetforge.store.idlist import BulkUpdate, PerDialect, ids_in, table_of
 
 CELL = 1000  # cell = yes * CELL + no
 EMPTY_TTL_S = 2.0
@@ -503,34 +503,19 @@ def decide_rows(
             changed += 1
         was_open = current[cid][1] is not None
         opened += int(decision is None) - int(was_open)
-    if tallies:
-        conn.execute(_WRITE_TALLIES, tallies)
-    if decisions:
-        conn.execute(_WRITE_DECISIONS, decisions)
+    _WRITE_TALLIES.run(conn, tallies)
+    _WRITE_DECISIONS.run(conn, decisions)
     return changed, opened
 
 
-def _table(model: Any) -> Table:
-    t = model.__table__
-    assert isinstance(t, Table)
-    return t
-
-
-_IMAGES, _CANDIDATES = _table(schema.CrowdImage), _table(schema.Candidate)
-_WRITE_TALLIES = (  # executemany on Core tables: the ORM's bulk UPDATE by primary key cost more
-    update(_IMAGES)
-    .where(_IMAGES.c.candidate_id == bindparam("_id"))
-    .values(
-        **{
-            k: bindparam(k)
-            for k in ("n_full", "n_counted", "n_all", "yes_w", "no_w", "id_sum", "llr", "cell")
-        }
-    )
+_IMAGES, _CANDIDATES = table_of(schema.CrowdImage), table_of(schema.Candidate)
+_WRITE_TALLIES = BulkUpdate(  # one statement per call on PostgreSQL (`store.idlist`)
+    _IMAGES,
+    ("_id", "candidate_id"),
+    {k: k for k in ("n_full", "n_counted", "n_all", "yes_w", "no_w", "id_sum", "llr", "cell")},
 )
-_WRITE_DECISIONS = (
-    update(_CANDIDATES)
-    .where(_CANDIDATES.c.id == bindparam("_id"))
-    .values(decision=bindparam("_decision"), confidence=bindparam("_confidence"))
+_WRITE_DECISIONS = BulkUpdate(
+    _CANDIDATES, ("_id", "id"), {"_decision": "decision", "_confidence": "confidence"}
 )
 
 
