@@ -52,6 +52,7 @@ from synsetforge.crowd.tallies import (
     table_to_json,
 )
 from synsetforge.store import schema
+from synsetforge.store.idlist import BulkInsert, table_of
 from synsetforge.store.project import Project
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,9 @@ def request_refresh(session: Session, syn: schema.CrowdSynset, *, sync: bool = F
 # -- the rebuild job --------------------------------------------------------------------------------
 
 
+_NEW_ROWS = BulkInsert(table_of(schema.CrowdImage), tuple(_empty_row("", 0, None)))
+
+
 def _sync_members(write: Writer, project: Project, synset_id: str) -> None:
     """Add rows for playable candidates without one, drop rows of candidates no longer playable."""
     c, ci = schema.Candidate, schema.CrowdImage
@@ -186,13 +190,19 @@ def _sync_members(write: Writer, project: Project, synset_id: str) -> None:
         lock_synset(s, synset_id)
         for start in range(0, len(extra), 900):
             s.execute(delete(ci).where(ci.candidate_id.in_(extra[start : start + 900])))
-        taken: set[int] = set()  # rows another synset holds (a candidate moved); in chunks: a bulk load
-        for start in range(0, len(missing), 900):  # misses every row, past PostgreSQL's 65,535 parameters
-            chunk = missing[start : start + 900]
-            taken.update(int(x) for x in s.scalars(select(ci.candidate_id).where(ci.candidate_id.in_(chunk))))
+        # rows another synset still holds (a candidate moved): one join, not the ids of a bulk load, which
+        # passed PostgreSQL's 65,535 parameters at 1M (and in chunks, ran on a plan made for a small table)
+        taken = {
+            int(x)
+            for x in s.scalars(
+                select(ci.candidate_id)
+                .join(c, c.id == ci.candidate_id)
+                .where(c.synset_id == synset_id, ci.synset_id != synset_id)
+            )
+        }
         rows = [_empty_row(synset_id, cid, want[cid]) for cid in missing if cid not in taken]
         for start in range(0, len(rows), 2000):
-            s.execute(insert(schema.CrowdImage), rows[start : start + 2000])
+            _NEW_ROWS.run(s.connection(), rows[start : start + 2000])
         # their tallies from votes already stored (a bulk load, an upgrade): like a submit would have made
         added = [r["candidate_id"] for r in rows]
         counted = [st for st in recount(s, added).values() if st.n_all]
