@@ -259,9 +259,8 @@ def _recount_statement(dialect: str) -> Any:
     )
 
 
-_RECOUNT = PerDialect(
-    _recount_statement
-)  # built once (a submit runs it; building it cost more than running it)
+# built once (a submit runs it; building it cost more than running it)
+_RECOUNT = PerDialect(_recount_statement)
 
 
 def recount(session: Session, ids: Iterable[int]) -> dict[int, ImageStats]:
@@ -442,8 +441,9 @@ def decide_rows(
     initial_flags: dict[int, bool] | None = None,
 ) -> tuple[int, int]:
     """Write fresh tallies of these images and their decisions under `table`; (decisions changed, change
-    in open images). Rows are updated in id order (no deadlocks between writers). Images without a live
-    row are skipped; `initial_flags`, when given, gets each found image's initial flag."""
+    in open images). Writers of a synset's rows hold its `crowd_synsets` row (`lock_synset`), so two never
+    update the same images at once (no deadlocks, whatever order a statement updates rows in). Images
+    without a live row are skipped; `initial_flags`, when given, gets each found image's initial flag."""
     if not fresh:
         return 0, 0
     ids = sorted(fresh)
