@@ -261,16 +261,13 @@ class CrowdService:
 
     @contextlib.contextmanager
     def write(self, urgent: bool = False) -> Iterator[Session]:
-        """A write transaction; on SQLite one at a time in this process (SQLite has one writer anyway),
-        `urgent` ones (submissions) first (`WriteGate`)."""
-        if self._gate is None:
-            with self.project.session() as s:
-                yield s
-        else:
-            with self._gate.hold(urgent), self.project.session() as s:
-                yield s
+        """A write transaction, queued in `WriteGate` (one at a time per process: SQLite's one writer,
+        `PG_WRITERS` on PostgreSQL), `urgent` ones (submissions) first."""
+        with self._gate.hold(urgent), self.project.session() as s:
+            yield s
 
     def read(self) -> contextlib.AbstractContextManager[Session]:
+        """A read transaction: not queued (a gate of 2 readers per PostgreSQL process changed nothing)."""
         return self.project.session()
 
     # -- tokens and workers -------------------------------------------------------------------------
