@@ -361,19 +361,28 @@ def _load(
     return stats, all_ids
 
 
+def _vote_sums() -> tuple[Any, ...]:
+    v = schema.Vote
+    full = v.weight >= 1.0
+    return (
+        func.sum(case((full, 1), else_=0)),
+        func.sum(case((v.weight > 0, 1), else_=0)),
+        func.sum(case((v.label.is_(True), v.weight), else_=0.0)),
+        func.sum(case((v.label.is_(True), 0.0), else_=v.weight)),
+        func.sum(case((full, v.id), else_=0)),
+        func.count(),
+    )
+
+
+# A candidate's vote sums, grouped by candidate: n_full, n_counted, yes_w, no_w, id_sum, n_all (the
+# recompute from scratch and the live recount, `crowd.tallies.recount`, read the same sums)
+VOTE_SUMS = _vote_sums()
+
+
 def _sum_votes(conn: Any, stats: dict[int, ImageStats], where: Any) -> None:
     c, v = schema.Candidate, schema.Vote
-    full = v.weight >= 1.0
     rows = conn.execute(
-        select(
-            v.candidate_id,
-            func.sum(case((full, 1), else_=0)),
-            func.sum(case((v.weight > 0, 1), else_=0)),
-            func.sum(case((v.label.is_(True), v.weight), else_=0.0)),
-            func.sum(case((v.label.is_(True), 0.0), else_=v.weight)),
-            func.sum(case((full, v.id), else_=0)),
-            func.count(),
-        )
+        select(v.candidate_id, *VOTE_SUMS)
         .join(c, c.id == v.candidate_id)
         .where(where)
         .group_by(v.candidate_id)

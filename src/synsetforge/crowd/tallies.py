@@ -32,7 +32,7 @@ from sqlalchemy import Integer, bindparam, case, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.aggregation import ConfidenceTable, Decision
-from synsetforge.crowd.consensus import ImageStats, SynsetState, _log_bucket, choose_initial
+from synsetforge.crowd.consensus import VOTE_SUMS, ImageStats, SynsetState, _log_bucket, choose_initial
 from synsetforge.crowd.record import CONSENSUS_KEYS
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.store import schema
@@ -243,17 +243,8 @@ class SynsetInfo:
 
 def _recount_statement(dialect: str) -> Any:
     v = schema.Vote
-    full = v.weight >= 1.0
     return (
-        select(
-            v.candidate_id,
-            func.sum(case((full, 1), else_=0)),
-            func.sum(case((v.weight > 0, 1), else_=0)),
-            func.sum(case((v.label.is_(True), v.weight), else_=0.0)),
-            func.sum(case((v.label.is_(True), 0.0), else_=v.weight)),
-            func.sum(case((full, v.id), else_=0)),
-            func.count(),
-        )
+        select(v.candidate_id, *VOTE_SUMS)
         .where(ids_in(v.candidate_id, dialect), v.is_gold.is_(False))
         .group_by(v.candidate_id)
     )

@@ -36,7 +36,24 @@ class PerDialect:
         return self._by.get(conn.dialect.name, self._by["sqlite"])
 
 
-class BulkInsert:
+class _RowsStatement:
+    """A write of many rows as one statement per call: PostgreSQL binds one array per parameter
+    (`_arrays`), SQLite runs an executemany (`_plain`)."""
+
+    params: tuple[str, ...]
+    _plain: Any
+    _arrays: Any
+
+    def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if conn.dialect.name == "postgresql":
+            conn.execute(self._arrays, {p: [r[p] for r in rows] for p in self.params})
+        else:
+            conn.execute(self._plain, list(rows))
+
+
+class BulkInsert(_RowsStatement):
     """Rows into `table`, one statement per call: PostgreSQL binds one array per column and inserts
     `SELECT * FROM unnest(...)`; SQLite runs an executemany.
 
@@ -45,23 +62,15 @@ class BulkInsert:
     """
 
     def __init__(self, table: Table, columns: Sequence[str]) -> None:
-        self.columns = tuple(columns)
+        self.params = tuple(columns)
         self._plain = insert(table)
-        rows = _unnest(table, {c: c for c in self.columns})
+        rows = _unnest(table, {c: c for c in self.params})
         self._arrays = insert(table).from_select(
-            [table.c[c] for c in self.columns], select(*(rows.c[c] for c in self.columns))
+            [table.c[c] for c in self.params], select(*(rows.c[c] for c in self.params))
         )
 
-    def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        if conn.dialect.name == "postgresql":
-            conn.execute(self._arrays, {c: [r[c] for r in rows] for c in self.columns})
-        else:
-            conn.execute(self._plain, list(rows))
 
-
-class BulkUpdate:
+class BulkUpdate(_RowsStatement):
     """Rows of `table` updated by key, one statement per call: `values` maps each parameter name of the
     rows to the column it sets, `key` (parameter, column) finds the row. PostgreSQL: `UPDATE ... FROM
     unnest(...)` with one array per parameter; SQLite: an executemany of `UPDATE ... WHERE key = ?`."""
@@ -79,14 +88,6 @@ class BulkUpdate:
             .where(table.c[key[1]] == rows.c[key[0]])
             .values({column: rows.c[param] for param, column in values.items()})
         )
-
-    def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        if conn.dialect.name == "postgresql":
-            conn.execute(self._arrays, {p: [r[p] for r in rows] for p in self.params})
-        else:
-            conn.execute(self._plain, list(rows))
 
 
 def _unnest(table: Table, params: dict[str, str]) -> Any:
