@@ -37,7 +37,8 @@ from synsetforge.crowd.consensus import ImageStats, SynsetState
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.crowd.tallies import (
     CELL,
-    TALLY_COLUMNS,
+    ROW_COLUMNS,
+    ROWS_OF,
     StoredTables,
     SynsetInfo,
     initial_complete,
@@ -175,23 +176,19 @@ class _Choice:
     ranked: list[int]  # assignable candidates, best first
 
 
-_ROW_COLUMNS = (schema.CrowdImage.candidate_id, schema.CrowdImage.initial, *TALLY_COLUMNS)
-_ROWS_OF = PerDialect(lambda d: select(*_ROW_COLUMNS).where(ids_in(schema.CrowdImage.candidate_id, d)))
-
-
 def _fetch(session: Session, where: Any, order: Any, limit: int) -> list[Any]:
-    return list(session.execute(select(*_ROW_COLUMNS).where(where).order_by(*order).limit(limit)))
+    return list(session.execute(select(*ROW_COLUMNS).where(where).order_by(*order).limit(limit)))
 
 
 _CI = schema.CrowdImage
 _CELL_AFTER = (
-    select(*_ROW_COLUMNS)
+    select(*ROW_COLUMNS)
     .where(_CI.synset_id == bindparam("sid"), _CI.cell == bindparam("cell"), _CI.hash >= bindparam("start"))
     .order_by(_CI.hash)
     .limit(bindparam("n"))
 )
 _CELL_BEFORE = (
-    select(*_ROW_COLUMNS)
+    select(*ROW_COLUMNS)
     .where(_CI.synset_id == bindparam("sid"), _CI.cell == bindparam("cell"), _CI.hash < bindparam("start"))
     .order_by(_CI.hash)
     .limit(bindparam("n"))
@@ -425,7 +422,7 @@ def _verify(
             held = inflight(session, now, best.synset.synset_id, open_)
             mine = voted_by(session, worker_id, open_)
             fresh = (
-                {int(r.candidate_id): r for r in conn.execute(_ROWS_OF.of(conn), {"ids": open_})}
+                {int(r.candidate_id): r for r in conn.execute(ROWS_OF.of(conn), {"ids": open_})}
                 if open_
                 else {}
             )

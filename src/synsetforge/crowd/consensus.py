@@ -387,11 +387,15 @@ def _sum_votes(conn: Any, stats: dict[int, ImageStats], where: Any) -> None:
         .where(where)
         .group_by(v.candidate_id)
     )
+    fill_sums(stats, rows)
+
+
+def fill_sums(stats: dict[int, ImageStats], rows: Iterable[Any]) -> None:
+    """Set the tallies of `stats` from rows of (candidate id, *VOTE_SUMS); ids not in `stats` are skipped."""
     for cid, n_full, n_counted, yes_w, no_w, id_sum, n_all in rows:
-        found = stats.get(int(cid))
-        if found is None:
+        st = stats.get(int(cid))
+        if st is None:
             continue
-        st = found
         st.n_full, st.n_counted, st.n_all = int(n_full or 0), int(n_counted or 0), int(n_all or 0)
         st.yes_w, st.no_w, st.id_sum = float(yes_w or 0.0), float(no_w or 0.0), int(id_sum or 0)
 

@@ -37,6 +37,7 @@ from synsetforge.crowd.consensus import ImageStats, build_table, gold_counts, pl
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.crowd.tallies import (
     REFRESH_KIND,
+    ROWS_OF,
     StoredTables,
     count_votes,
     decide_rows,
@@ -142,13 +143,8 @@ def _empty_row(synset_id: str, cid: int, decision: str | None) -> dict[str, Any]
 
 def stored(session: Session, ids: list[int]) -> dict[int, ImageStats]:
     """The images' tallies as stored (no recount)."""
-    ci = schema.CrowdImage
-    rows = session.execute(
-        select(
-            ci.candidate_id, ci.n_full, ci.n_counted, ci.n_all, ci.yes_w, ci.no_w, ci.id_sum, ci.llr
-        ).where(ci.candidate_id.in_(ids))
-    )
-    return {int(r.candidate_id): stats_of(r) for r in rows}
+    conn = session.connection()
+    return {int(r.candidate_id): stats_of(r) for r in conn.execute(ROWS_OF.of(conn), {"ids": ids})}
 
 
 def request_refresh(session: Session, syn: schema.CrowdSynset, *, sync: bool = False) -> bool:

@@ -32,7 +32,14 @@ from sqlalchemy import Integer, bindparam, case, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.aggregation import ConfidenceTable, Decision
-from synsetforge.crowd.consensus import VOTE_SUMS, ImageStats, SynsetState, _log_bucket, choose_initial
+from synsetforge.crowd.consensus import (
+    VOTE_SUMS,
+    ImageStats,
+    SynsetState,
+    _log_bucket,
+    choose_initial,
+    fill_sums,
+)
 from synsetforge.crowd.record import CONSENSUS_KEYS
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.store import schema
@@ -262,11 +269,7 @@ def recount(session: Session, ids: Iterable[int]) -> dict[int, ImageStats]:
     keys = sorted(out)
     conn = session.connection()
     for start in range(0, len(keys), 900):
-        rows = conn.execute(_RECOUNT.of(conn), {"ids": keys[start : start + 900]})
-        for cid, n_full, n_counted, yes_w, no_w, id_sum, n_all in rows:
-            st = out[int(cid)]
-            st.n_full, st.n_counted, st.n_all = int(n_full or 0), int(n_counted or 0), int(n_all or 0)
-            st.yes_w, st.no_w, st.id_sum = float(yes_w or 0.0), float(no_w or 0.0), int(id_sum or 0)
+        fill_sums(out, conn.execute(_RECOUNT.of(conn), {"ids": keys[start : start + 900]}))
     return out
 
 
@@ -405,6 +408,9 @@ TALLY_COLUMNS = (  # an image's kept tallies, in `ImageStats` order
     schema.CrowdImage.id_sum,
     schema.CrowdImage.llr,
 )
+# an image's live row as ranking and re-deciding read it: id, initial flag, kept tallies
+ROW_COLUMNS = (schema.CrowdImage.candidate_id, schema.CrowdImage.initial, *TALLY_COLUMNS)
+ROWS_OF = PerDialect(lambda d: select(*ROW_COLUMNS).where(ids_in(schema.CrowdImage.candidate_id, d)))
 
 
 _DECIDE_ROWS = PerDialect(
