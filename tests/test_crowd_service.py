@@ -368,3 +368,55 @@ def test_settings_are_validated_and_read_from_the_project(tmp_path: Path) -> Non
     with pytest.raises(InputError, match="not a int"):
         CrowdSettings.from_mapping({"crowd_grid_size": "many"})
     assert CrowdSettings.from_mapping({"crowd_grid_size": "12", "other": 1}).grid_size == 12
+
+
+def test_worker_aware_qualification_is_gold_alone_and_screens_before_any_candidate(
+    tmp_path: Path, db_url: str
+) -> None:
+    """`crowd_worker_qualify`: a worker's first tasks in a synset are gold alone; a worker whose answers
+    fall below the spread cut then gets none of its candidates (no paid vote on a real image), a good one
+    does; a synset with fewer gold images than the qualification qualifies once they are all answered."""
+    from synsetforge.crowd import worker_aware
+
+    settings = CrowdSettings(
+        method="worker-aware", grid_size=12, gold_per_task=2, block_min_gold=50, worker_qualify=6,
+        worker_min_spread=3.0, worker_min_evidence=6, max_votes=1,
+    )  # fmt: skip
+    with Project.init(tmp_path / "p", db=db_url) as p:
+        p.add_synsets([SQUARE])
+        add_synthetic_candidates(p, [SQUARE], 40, precision=0.3, render=False)
+        gold_from_ground_truth(p, per_synset=6)
+        truth = load_truth(p)
+        with p.session() as s:
+            gold = set(s.scalars(select(schema.Gold.candidate_id)))
+        svc = CrowdService(p, settings, seed=3)
+        good, bad, late = (svc.invite(n).worker_id for n in ("good", "bad", "late"))
+
+        def qualify(worker: int, right: bool) -> None:
+            view = svc.next_task(worker)
+            assert view is not None and set(view.items) == gold  # the whole task is gold, nothing else
+            svc.submit(worker, view.task_id, [c for c in view.items if truth[c] == right])
+
+        qualify(good, True)
+        view = svc.next_task(good)
+        assert view is not None and view.items and not set(view.items) & gold  # gold used up: candidates
+        svc.submit(good, view.task_id, [c for c in view.items if truth[c]])
+        with p.session() as s:
+            worker_aware.refit_group(s, SQUARE, settings)
+        qualify(bad, False)
+        with p.session() as s:
+            assert not worker_aware.takes_tasks(s, bad, SQUARE, settings)
+            assert worker_aware.takes_tasks(s, good, SQUARE, settings)
+            assert worker_aware.qualification_left(s, bad, SQUARE, settings) == 0
+        assert svc.next_task(bad) is None
+        assert {cid for cid, w, _, is_gold, _ in votes_of(p) if w == bad and not is_gold} == set()
+        # asking for more qualification than there is gold: qualified once every gold image is answered
+        svc2 = CrowdService(p, settings.with_(worker_qualify=10), seed=4)
+        qualify(late, True)
+        with p.session() as s:
+            assert worker_aware.qualification_left(s, late, SQUARE, svc2.settings) == 4
+            # off for the paper's method, whatever the setting says
+            off = CrowdSettings(worker_qualify=10)
+            assert worker_aware.qualification_left(s, late, SQUARE, off) == 0
+        view = svc2.next_task(late)
+        assert view is not None and view.items and not set(view.items) & gold

@@ -15,6 +15,8 @@ from synsetforge.crowd.aggregation.online_ds import (
     OnlineDawidSkene,
     WorkerModel,
     decide_llr,
+    fit_two_coin,
+    gold_population,
     logit,
     vote_weight,
 )
@@ -230,6 +232,75 @@ def test_refit_group_stores_worker_models_and_decides_by_evidence(tmp_path: Path
         p.close()
 
 
+def test_evidence_bar_counts_answers_not_float_sums(tmp_path: Path, db_url: str) -> None:
+    """A refitted model's answers are its pseudo-counts less the prior's; on a population like 0.868 the
+    float sum of 20 answers read 19.99999 and a worker at exactly `worker_min_evidence` escaped the cut."""
+    settings = CrowdSettings(
+        method="worker-aware", worker_min_spread=3.5, worker_min_evidence=20, max_votes=1
+    )
+    prior = WorkerModel.prior(0.87, 0.86, settings.worker_prior_strength)
+    weak = WorkerModel(prior.sens_a, prior.sens_b + 10, prior.spec_a + 10, prior.spec_b)  # says no to all
+    strong = WorkerModel(prior.sens_a + 10, prior.sens_b, prior.spec_a + 10, prior.spec_b)
+    total = weak.sens_a + weak.sens_b + weak.spec_a + weak.spec_b - 2 * settings.worker_prior_strength
+    assert total != 20  # the float sum this test is about
+    with Project.init(tmp_path / "p", db=db_url) as p:
+        p.add_synsets([SQUARE])
+        with p.session() as s:
+            ids = []
+            for name, model in (("strong", strong), ("weak", weak)):
+                w = schema.Worker(name=name)
+                s.add(w)
+                s.flush()
+                ids.append(w.id)
+                s.add(
+                    schema.WorkerModelRow(
+                        synset_group=SQUARE, worker_id=w.id, sens_a=model.sens_a, sens_b=model.sens_b,
+                        spec_a=model.spec_a, spec_b=model.spec_b,
+                    )
+                )  # fmt: skip
+        with p.session() as s:
+            assert worker_aware.excluded_workers(s, SQUARE, settings) == {ids[1]}
+            assert not worker_aware.takes_tasks(s, ids[1], SQUARE, settings)
+            assert worker_aware.takes_tasks(s, ids[0], SQUARE, settings)
+
+
+def test_gold_population_centres_the_prior_on_every_workers_gold() -> None:
+    """`population="gold"`: the prior's centre is the crowd's pooled gold answers, not the pooled rates of
+    the votes, which come mostly from the workers let vote (here two experts: ~0.97)."""
+    gold = {"a": (8.0, 2.0, 1.0, 9.0), "b": (5.0, 5.0, 5.0, 5.0), "c": (6.0, 4.0, 4.0, 6.0)}
+    assert gold_population(gold, (0.7, 0.7)) == pytest.approx((20.4 / 32, 21.4 / 32))
+    assert gold_population({}, (0.7, 0.7)) == pytest.approx((0.7, 0.7))
+    votes, _, _ = synthetic_votes(3, n_items=200, rates={"x1": (0.97, 0.97), "x2": (0.97, 0.97)})
+    items, workers, labels = zip(*votes, strict=True)
+    fitted = {}
+    for population in ("group", "gold"):
+        est = OnlineDawidSkene(population=population)  # type: ignore[arg-type]
+        for worker, (gy, gn, by, bn) in gold.items():
+            for truth_, label, n in (
+                (True, True, gy),
+                (True, False, gn),
+                (False, True, by),
+                (False, False, bn),
+            ):
+                for _ in range(int(n)):
+                    est.observe_gold(worker, truth_, label, group="g")
+        for item, worker, label in votes:
+            est.observe(worker, item, label, group="g")
+        est.refit("g")
+        fitted[population] = est.worker_model("newcomer", "g")
+    centre = gold_population(gold, (0.7, 0.7))
+    assert fitted["gold"].sensitivity == pytest.approx(centre[0])
+    assert fitted["gold"].specificity == pytest.approx(centre[1])
+    assert fitted["group"].sensitivity > 0.85  # the voters' rates: a newcomer would be taken for an expert
+    fit = fit_two_coin(
+        list(items), list(workers), np.asarray(labels), gold, prior_good=0.5, start=(0.7, 0.7), strength=4,
+        centre=centre,
+    )  # fmt: skip
+    assert fit.population == pytest.approx(centre)
+    with pytest.raises(InputError, match="population"):
+        OnlineDawidSkene(population="crowd")  # type: ignore[arg-type]
+
+
 def test_worker_aware_settings_are_checked() -> None:
     assert CrowdSettings.from_mapping({"crowd_method": "worker-aware"}).method == "worker-aware"
     for key, value in (("crowd_worker_group", "planet"), ("crowd_worker_prior_good", "1.5")):
@@ -277,3 +348,10 @@ def test_simulate_offline_compares_methods_over_seeds() -> None:
     assert "per seed" in out and "min precision" in out and "10% good" in out
     bad = runner.invoke(app, [*args, "--method", "wisdom"])
     assert isinstance(bad.exception, InputError) and "--method" in str(bad.exception)
+    gold = runner.invoke(
+        app, [*args, "--method", "worker-aware", "--population", "gold", "--prior-strength", "20"]
+    )
+    assert gold.exit_code == 0, gold.output
+    assert "prior gold x 20" in " ".join(gold.output.split())
+    bad = runner.invoke(app, [*args, "--method", "worker-aware", "--population", "crowd"])
+    assert isinstance(bad.exception, InputError) and "--population" in str(bad.exception)

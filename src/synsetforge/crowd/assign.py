@@ -460,6 +460,7 @@ class Plan:
 
     choice: _Choice
     n_gold: int
+    qualify: bool = False  # a task of gold alone (worker-aware `worker_qualify`)
 
 
 def plan_task(
@@ -484,6 +485,12 @@ def plan_task(
             break
     if best is None or not best.ranked:
         return None
+    if settings.method == "worker-aware":
+        from synsetforge.crowd import worker_aware
+
+        left = worker_aware.qualification_left(session, worker_id, best.synset.synset_id, settings)
+        if left:
+            return Plan(best, min(left, settings.grid_size), qualify=True)
     return Plan(best, n_gold)
 
 
@@ -516,13 +523,16 @@ def assign_task(
                 return None
         best = plan.choice
         gold = _pick_gold(session, worker_id, best.synset.synset_id, plan.n_gold, rng, tables)
+        if plan.qualify and gold:
+            picked = []  # a qualification: gold alone (with no gold left to answer, a regular task)
+            break
         want = settings.grid_size - len(gold)  # regular images fill in for gold the synset lacks
         picked = _verify(session, best, want, now, postgres, worker_id)
         if len(picked) >= min(max(1, want // 2), len(best.ranked)):
             break
-    if not picked:
-        return None
     assert plan is not None
+    if not picked and not (plan.qualify and gold):
+        return None
     conn = session.connection()  # Core: no ORM object for the task or its items
     key = conn.execute(
         _NEW_TASK,

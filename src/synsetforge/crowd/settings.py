@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 PREFIX = "crowd_"
 METHODS = ("imagenet", "fixed", "worker-aware")
 WORKER_GROUPS = ("synset", "all")
-POPULATIONS = ("group", "uniform")
+POPULATIONS = ("group", "uniform", "gold")
 POLICIES = ("exclude", "downweight")
 CALIBRATIONS = ("votes", "gold", "initial")
 
@@ -51,6 +51,11 @@ class CrowdSettings:
         0, a symmetric worker of accuracy a has 2 log(a / (1 - a)): 1.0 ~ 0.62, 3.5 ~ 0.85). Their votes
         keep their (small) weight. The default only stops spammers; 3.5 (the simulations' setting) halves
         the votes an accuracy-0.8 crowd needs but leaves no tasks for a crowd without better workers.
+    worker_qualify: worker-aware only (0: off). A worker answers this many gold images of a synset group,
+        in tasks of gold alone (a qualification), before getting any of the group's candidates; the spread
+        cut and the blocking rule then judge them on those answers before they cast a paid vote. Gold
+        answers do not count as votes on candidates, and a group with fewer unanswered gold images
+        qualifies the worker once they are used up.
     threshold / reject_threshold / initial_votes / initial_fraction / initial_min / max_votes / min_votes /
         prior_strength: dynamic consensus (passed to the aggregation helper's `DynamicConsensus`). Accept
         at confidence >= `threshold`, reject at <= `reject_threshold` (unset: the mirror `1 - threshold`,
@@ -103,6 +108,7 @@ class CrowdSettings:
     worker_refit_votes: int = 200
     worker_min_spread: float = 1.0
     worker_min_evidence: int = 20
+    worker_qualify: int = 0
 
     def __post_init__(self) -> None:
         checks = [
@@ -139,6 +145,7 @@ class CrowdSettings:
             (self.worker_refit_votes >= 1, "worker_refit_votes must be >= 1"),
             (self.worker_min_spread >= 0, "worker_min_spread must be >= 0"),
             (self.worker_min_evidence >= 0, "worker_min_evidence must be >= 0"),
+            (0 <= self.worker_qualify <= 1000, "worker_qualify must be between 0 and 1000"),
         ]
         for ok, message in checks:
             if not ok:

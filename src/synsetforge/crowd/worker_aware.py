@@ -34,7 +34,14 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.aggregation.dynamic_consensus import Decision
-from synsetforge.crowd.aggregation.online_ds import WorkerModel, decide_llr, fit_two_coin, logit, sigmoid
+from synsetforge.crowd.aggregation.online_ds import (
+    WorkerModel,
+    decide_llr,
+    fit_two_coin,
+    gold_population,
+    logit,
+    sigmoid,
+)
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.store import schema
 
@@ -209,7 +216,7 @@ def refit_group(session: Session, group: str, settings: CrowdSettings) -> Refit:
     session.execute(delete(schema.WorkerModelRow).where(schema.WorkerModelRow.synset_group == group))
     session.execute(delete(schema.WorkerGroup).where(schema.WorkerGroup.synset_group == group))
     prior = settings.worker_prior_good
-    population = START_RATES
+    population = gold_population(gold, START_RATES) if settings.worker_population == "gold" else START_RATES
     models: dict[int, WorkerModel] = {}
     evidence: dict[int, tuple[float, int]] = {}
     if rows:
@@ -219,6 +226,7 @@ def refit_group(session: Session, group: str, settings: CrowdSettings) -> Refit:
         fit = fit_two_coin(
             items, workers, labels, gold, prior_good=settings.worker_prior_good, start=START_RATES,
             strength=settings.worker_prior_strength, uniform=settings.worker_population == "uniform",
+            centre=population if settings.worker_population == "gold" else None,
         )  # fmt: skip
         prior, population = fit.prior_good, fit.population
         models = {int(w): m for w, m in zip(fit.workers, fit.models, strict=True)}
@@ -287,6 +295,21 @@ def spread(model: WorkerModel) -> float:
     return model.weight(True) - model.weight(False)
 
 
+def _ranked(session: Session, group: str, settings: CrowdSettings) -> list[tuple[float, bool, int]]:
+    """(spread, answered enough, worker) of every worker in the group's last refit, most informative first."""
+    wm = schema.WorkerModelRow
+    prior = 2 * settings.worker_prior_strength  # pseudo-votes of the Beta priors
+    ranked = []
+    for worker, sa_, sb, fa, fb in session.execute(
+        select(wm.worker_id, wm.sens_a, wm.sens_b, wm.spec_a, wm.spec_b).where(wm.synset_group == group)
+    ):
+        model = WorkerModel(float(sa_), float(sb), float(fa), float(fb))
+        answers = round(sa_ + sb + fa + fb - prior, 6)  # 20 answers on a prior of 4 x 0.868 read 19.99999
+        ranked.append((spread(model), answers >= settings.worker_min_evidence, int(worker)))
+    ranked.sort(reverse=True)
+    return ranked
+
+
 def excluded_workers(session: Session, group: str, settings: CrowdSettings) -> set[int]:
     """Workers of the group's last refit who answered enough (gold + votes, `worker_min_evidence`) and
     separate yes from no by less than `worker_min_spread` nats: they get no more tasks of the group.
@@ -296,25 +319,40 @@ def excluded_workers(session: Session, group: str, settings: CrowdSettings) -> s
     every worker still allowed had voted on them)."""
     if settings.worker_min_spread <= 0:
         return set()
-    wm = schema.WorkerModelRow
-    prior = 2 * settings.worker_prior_strength  # pseudo-votes of the Beta priors
-    ranked = []
-    for worker, sa_, sb, fa, fb in session.execute(
-        select(wm.worker_id, wm.sens_a, wm.sens_b, wm.spec_a, wm.spec_b).where(wm.synset_group == group)
-    ):
-        model = WorkerModel(float(sa_), float(sb), float(fa), float(fb))
-        answers = sa_ + sb + fa + fb - prior
-        ranked.append((spread(model), answers >= settings.worker_min_evidence, int(worker)))
-    ranked.sort(reverse=True)
     return {
         worker
-        for spread_, enough, worker in ranked[settings.max_votes :]
+        for spread_, enough, worker in _ranked(session, group, settings)[settings.max_votes :]
         if enough and spread_ < settings.worker_min_spread
     }
 
 
 def takes_tasks(session: Session, worker_id: int, synset_id: str, settings: CrowdSettings) -> bool:
-    """Whether the worker may get (more) images of this synset under worker-aware decisions."""
+    """Whether the worker may get (more) images of this synset under worker-aware decisions.
+
+    A worker the last refit knows is judged by `excluded_workers`; one who came later (a qualification
+    answered since, say) by their model from gold answers so far, with the same evidence and spread bars,
+    and kept when fewer than `max_votes` refitted workers are more informative."""
     if settings.method != "worker-aware" or settings.worker_min_spread <= 0:
         return True
-    return worker_id not in excluded_workers(session, group_of(synset_id, settings), settings)
+    group = group_of(synset_id, settings)
+    ranked = _ranked(session, group, settings)
+    if any(worker == worker_id for _, _, worker in ranked):
+        return all(
+            worker != worker_id or not enough or spread_ >= settings.worker_min_spread
+            for spread_, enough, worker in ranked[settings.max_votes :]
+        )
+    gm = load_group(session, group, settings, [worker_id])
+    answers = sum(gm.gold.get(worker_id, (0.0,)))
+    own = spread(gm.model(worker_id))
+    if answers < settings.worker_min_evidence or own >= settings.worker_min_spread:
+        return True
+    return sum(spread_ > own for spread_, _, _ in ranked) < settings.max_votes
+
+
+def qualification_left(session: Session, worker_id: int, synset_id: str, settings: CrowdSettings) -> int:
+    """Gold images the worker still has to answer in the synset's group before getting its candidates
+    (`worker_qualify`; 0 when qualified or when the setting or the method is off)."""
+    if settings.method != "worker-aware" or settings.worker_qualify <= 0:
+        return 0
+    answered = gold_answers(session, group_of(synset_id, settings), [worker_id]).get(worker_id, (0.0,))
+    return max(settings.worker_qualify - int(sum(answered)), 0)

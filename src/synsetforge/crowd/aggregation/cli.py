@@ -11,7 +11,7 @@ import contextlib
 import csv
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 import typer
@@ -102,6 +102,13 @@ def simulate(
     prior_strength: Annotated[
         float, typer.Option(help="Worker-aware: pseudo-votes of each worker's Beta prior.")
     ] = 4.0,
+    population: Annotated[
+        str,
+        typer.Option(
+            help="Worker-aware: centre of the workers' prior: group (pooled rates of the votes), gold (pooled "
+            "gold answers of every worker) or uniform (0.5)."
+        ),
+    ] = "group",
     max_votes: Annotated[int, typer.Option(help="Worker-aware: vote cap per image.")] = 20,
     min_spread: Annotated[
         float,
@@ -114,7 +121,7 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Compare dynamic consensus, a fixed-size majority vote and worker-aware decisions on a simulated crowd."""
-    from synsetforge.crowd.aggregation.online_ds import OnlineDawidSkene
+    from synsetforge.crowd.aggregation.online_ds import POPULATIONS, OnlineDawidSkene, Population
     from synsetforge.crowd.simulate import (
         GoldPolicy,
         SimulationReport,
@@ -131,13 +138,20 @@ def simulate(
     if seeds < 1:
         raise InputError(f"--seeds must be >= 1, got {seeds}")
     chosen = _methods(method)
+    if population not in POPULATIONS:
+        raise InputError(f"--population must be one of {list(POPULATIONS)}, got {population!r}")
     wa_accept = threshold if accept is None else accept
     gold = GoldPolicy(gold_questions, gold_min) if gold_questions > 0 else None
     names = {
         "dynamic": f"dynamic consensus {threshold:g}",
         "fixed": f"majority of {fixed_votes}",
         "worker-aware": f"worker-aware {wa_accept:g}/{reject:g}"
-        + (f", spread >= {min_spread:g}" if min_spread else ""),
+        + (f", spread >= {min_spread:g}" if min_spread else "")
+        + (
+            f", prior {population} x {prior_strength:g}"
+            if (population, prior_strength) != ("group", 4.0)
+            else ""
+        ),
     }
     runs: dict[str, list[SimulationReport]] = {m: [] for m in chosen}
     world: list[Any] = []
@@ -170,7 +184,11 @@ def simulate(
             )
         if "worker-aware" in runs:
             est = OnlineDawidSkene(
-                accept=wa_accept, reject=reject, prior_strength=prior_strength, max_votes=max_votes
+                accept=wa_accept,
+                reject=reject,
+                prior_strength=prior_strength,
+                max_votes=max_votes,
+                population=cast(Population, population),  # checked above
             )
             runs["worker-aware"].append(
                 simulate_worker_aware(

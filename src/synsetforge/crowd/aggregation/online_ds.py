@@ -17,7 +17,9 @@ Worker models are Beta posteriors (pseudo-counts `sens_a`/`sens_b`, `spec_a`/`sp
 added at once by `observe_gold`), plus agreement (soft counts from EM over the group's votes, `refit`).
 A worker with no evidence therefore weighs like the average worker of the group, a spammer drops to ~0
 after a handful of gold answers, and `population="uniform"` centres the prior on 0.5 instead (weight 0
-until evidence arrives).
+until evidence arrives). `population="gold"` centres it on the pooled gold answers of every worker of the
+group: the crowd as it comes, where the votes' pooled rates describe the workers who were let vote, a
+selection of those who did well on gold (their rates, as a prior, overrate the next lucky newcomer).
 
 Synset groups: `group` is whatever key the caller passes (the live service uses the synset id, the
 simulator the simulated synset); the estimator keeps workers, prior and population per group, so a
@@ -46,7 +48,8 @@ from synsetforge.crowd.aggregation.votes import Votes
 from synsetforge.errors import InputError
 
 CLIP = 1e-3  # sens/spec kept in [CLIP, 1 - CLIP]: one vote never carries more than ~6.9 nats
-Population = Literal["group", "uniform"]
+Population = Literal["group", "uniform", "gold"]
+POPULATIONS = ("group", "uniform", "gold")
 
 
 def logit(p: float) -> float:
@@ -154,7 +157,8 @@ class OnlineDawidSkene:
     accept / reject: posterior P(good) at which an image is accepted / rejected.
     prior_good: P(good) of a group before its first refit (afterwards EM estimates it).
     prior_strength: pseudo-votes of each worker's Beta prior (on each of sens and spec).
-    population: centre of that prior: "group" (the group's pooled sens/spec, from EM) or "uniform" (0.5).
+    population: centre of that prior: "group" (the group's pooled sens/spec, from EM), "uniform" (0.5) or
+        "gold" (the pooled gold answers of every worker of the group, set at each refit).
     start_sensitivity / start_specificity: the population estimate before the first refit.
     min_votes / max_votes: decide on no fewer / at most this many votes (then undecided).
     max_iter / tol: EM iterations and the stopping change in any item's posterior.
@@ -183,8 +187,8 @@ class OnlineDawidSkene:
             raise InputError(f"prior_good must be in (0, 1), got {prior_good}")
         if prior_strength <= 0:
             raise InputError(f"prior_strength must be > 0, got {prior_strength}")
-        if population not in ("group", "uniform"):
-            raise InputError(f"population must be 'group' or 'uniform', not {population!r}")
+        if population not in POPULATIONS:
+            raise InputError(f"population must be one of {list(POPULATIONS)}, not {population!r}")
         for name, value in (
             ("start_sensitivity", start_sensitivity),
             ("start_specificity", start_specificity),
@@ -297,6 +301,7 @@ class OnlineDawidSkene:
             list(items), list(workers), np.asarray(labels, dtype=bool), g.gold,
             prior_good=self.prior_good, start=self.start, strength=self.prior_strength,
             uniform=self.population == "uniform", max_iter=self.max_iter, tol=self.tol,
+            centre=gold_population(g.gold, self.start) if self.population == "gold" else None,
         )  # fmt: skip
         g.prior_good, g.population = fit.prior_good, fit.population
         g.models = dict(zip(fit.workers, fit.models, strict=True))
@@ -396,6 +401,18 @@ class TwoCoinFit:
     n_iter: int
 
 
+def gold_population(
+    gold: Mapping[Any, tuple[float, float, float, float]], start: tuple[float, float]
+) -> tuple[float, float]:
+    """Pooled (sensitivity, specificity) of every worker's gold answers, with one pseudo-answer each way
+    at `start`: the rates of a worker drawn from the crowd before anyone was screened."""
+    g = np.asarray(list(gold.values()), dtype=np.float64).reshape(-1, 4).sum(axis=0)
+    return (
+        float((g[0] + 2 * start[0]) / (g[0] + g[1] + 2)),
+        float((g[3] + 2 * start[1]) / (g[3] + g[2] + 2)),
+    )
+
+
 def fit_two_coin(
     items: Sequence[Any],
     workers: Sequence[Any],
@@ -408,13 +425,15 @@ def fit_two_coin(
     uniform: bool = False,
     max_iter: int = 100,
     tol: float = 1e-6,
+    centre: tuple[float, float] | None = None,
 ) -> TwoCoinFit:
     """EM for per-worker two-coin models over one group's votes, vectorised with bincount.
 
     gold[worker] = (yes on good, no on good, yes on bad, no on bad): hard counts added to every M-step.
     Each worker's rates are Beta posterior means with `strength` pseudo-votes centred on the pooled
-    population rates (0.5 with `uniform`); P(good) gets one pseudo-image each way. EM starts from the
-    posteriors under prior + gold models, so the result depends only on the votes and gold.
+    population rates (0.5 with `uniform`; `centre` when given, e.g. `gold_population`); P(good) gets one
+    pseudo-image each way. EM starts from the posteriors under prior + gold models, so the result depends
+    only on the votes and gold.
     """
     item_keys, t = _codes(items)
     worker_keys, w = _codes(workers)
@@ -422,7 +441,7 @@ def fit_two_coin(
     y = labels.astype(np.float64)
     g_arr = np.asarray([gold.get(k, (0.0, 0.0, 0.0, 0.0)) for k in worker_keys], dtype=np.float64)
     g_arr = g_arr.reshape(n_workers, 4)
-    pop = start
+    pop = centre or start
     pi = prior_good
 
     def rates(q: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
@@ -439,7 +458,7 @@ def fit_two_coin(
             by = np.bincount(w, weights=(1 - qv) * y, minlength=n_workers)
             bn = np.bincount(w, weights=(1 - qv) * (1 - y), minlength=n_workers)
         sy, sn, by, bn = sy + g_arr[:, 0], sn + g_arr[:, 1], by + g_arr[:, 2], bn + g_arr[:, 3]
-        if q is None:
+        if q is None or centre is not None:
             population = pop
         else:  # pooled rates with a weak pull towards the starting guess
             population = (
