@@ -151,6 +151,24 @@ def test_worker_aware_beats_fixed_majority_in_simulation() -> None:
     assert wa.precision > 0.98 and wa.recall > 0.9
 
 
+def test_simulated_spread_cut_keeps_the_most_informative_workers() -> None:
+    """Offline as live: a bar nobody reaches leaves the `max_votes` best workers voting (it left everyone,
+    and a bar few reach stalled the simulation with too few workers for an image)."""
+    pool = make_worker_pool(60, mean_accuracy=0.8, concentration=10.0, spammer_fraction=0.1, seed=5)
+    world = [make_synset("s0", 300, positive_rate=0.1, seed=5)]
+    est = OnlineDawidSkene(reject=0.001, max_votes=6)
+    wa = simulate_worker_aware(
+        world, pool, estimator=est, gold=GoldPolicy(20, 0.6), min_spread=50.0, refit_first=30, seed=5
+    )
+    workers = wa.vote_log["worker"].tolist()
+    assert len(set(workers[30:60])) == 6  # refits after 30 and 60 votes: each ranks the crowd again
+    later = set(workers[30:])
+    assert len(later) < 20 < len(pool) - wa.blocked_workers
+    accuracy = {w.worker_id: w.accuracy if w.kind == "honest" else 0.5 for w in pool}
+    assert min(accuracy[w] for w in later) > np.median(list(accuracy.values()))
+    assert wa.decided > 0.95 * wa.images
+
+
 # ----- live: worker models in the database (crowd.worker_aware) ---------------------------------------
 
 

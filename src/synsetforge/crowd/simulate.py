@@ -496,7 +496,9 @@ def simulate_worker_aware(
     `refit_every` votes apart; with `reopen`, a decided image that the refitted models no longer decide
     goes back to the pool (as the live service's re-decision does). With `min_spread`, a worker whose
     refitted model separates a yes from a no by less than that many nats (w_yes - w_no; 0 for a spammer,
-    2 log(a / (1 - a)) for a symmetric worker of accuracy a) gets no further tasks in the synset.
+    2 log(a / (1 - a)) for a symmetric worker of accuracy a) gets no further tasks in the synset, except
+    that the estimator's `max_votes` most informative workers always stay (the live rule, which keeps an
+    image from running out of workers allowed to vote on it).
     """
     import heapq
 
@@ -562,13 +564,13 @@ def simulate_worker_aware(
                 heapq.heappush(heap, (pri, tiebreak[item], version[item], item))
             if est.votes_in(s.synset) >= next_refit:
                 est.refit(s.synset)
-                if min_spread is not None:
-                    keep = [
-                        x for x in pool
-                        if (m := est.worker_model(x.worker_id, s.synset)).weight(True) - m.weight(False)
-                        >= min_spread
-                    ]  # fmt: skip
-                    active = keep or active
+                if min_spread is not None:  # as the live rule: the max_votes most informative stay
+                    models = {x.worker_id: est.worker_model(x.worker_id, s.synset) for x in pool}
+                    spread = {w: m.weight(True) - m.weight(False) for w, m in models.items()}
+                    ranked = sorted(pool, key=lambda x: -spread[x.worker_id])
+                    active = ranked[: est.max_votes] + [
+                        x for x in ranked[est.max_votes :] if spread[x.worker_id] >= min_spread
+                    ]
                 next_refit = est.votes_in(s.synset) + min(est.votes_in(s.synset), refit_every)
                 heap = []
                 fresh = abs(logit(est.group_prior(s.synset)) - centre)
