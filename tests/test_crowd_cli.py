@@ -122,3 +122,21 @@ def test_crowd_demo_prints_the_precision_reached(proj: Path) -> None:
     text = console.export_text()
     assert "Crowd verification" in text and "precision vs ground truth" in text
     assert sim.report.decided > 0 and f"{sim.report.precision:.2%}" in text
+
+
+def test_simulate_worker_aware_with_a_qualification_from_the_project_settings(proj: Path) -> None:
+    """`crowd_worker_*` settings come from synsetforge.toml: the rule line names them, and with a
+    qualification every worker answers gold before any candidate, so gold votes outnumber the workers."""
+    toml = proj / "synsetforge.toml"
+    toml.write_text(
+        toml.read_text() + 'crowd_worker_qualify = 8\ncrowd_worker_population = "gold"\n', encoding="utf-8"
+    )
+    out = " ".join(
+        run(
+            "crowd", "simulate", "--method", "worker-aware", "--workers", "12", "--accuracy", "0.9",
+            "--gold", "10", "--max-tasks", "40", "-p", str(proj),
+        ).split()
+    )  # fmt: skip
+    assert "prior gold x 4, qualification 8 gold" in out
+    gold_votes = int(out.split(" gold votes")[0].rsplit(" ", 1)[1])
+    assert gold_votes >= 8 * 12

@@ -270,7 +270,9 @@ def print_simulation(sim: object, settings: CrowdSettings, out: Console | None =
         rule = (
             f"worker-aware, accept at {settings.threshold}, reject at "
             f"{1 - settings.threshold if reject is None else reject:g}, worker spread >= "
-            f"{settings.worker_min_spread:g}"
+            f"{settings.worker_min_spread:g}, prior {settings.worker_population} x "
+            f"{settings.worker_prior_strength:g}"
+            + (f", qualification {settings.worker_qualify} gold" if settings.worker_qualify else "")
         )
     if sim.gold_added:
         out.print(f"gold: {sim.gold_added} images taken from ground truth")
