@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.consensus import ImageStats, SynsetState
@@ -38,7 +38,6 @@ from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.crowd.tallies import (
     CELL,
     ROW_COLUMNS,
-    ROWS_OF,
     StoredTables,
     SynsetInfo,
     initial_complete,
@@ -138,6 +137,28 @@ _OPEN_TASK = (
     .order_by(_T.id.desc())
     .limit(1)
 )
+_CI = schema.CrowdImage
+# What `_verify` re-reads of each chosen image under the lock, in one statement (one snapshot; inside the
+# write gate every round trip counts): its tallies, the open tasks holding it, whether the worker voted.
+_HELD = (
+    select(func.count())
+    .select_from(_TI)
+    .join(_T, _T.id == _TI.task_id)
+    .where(
+        _TI.candidate_id == _CI.candidate_id,
+        _T.synset_id == bindparam("sid"),
+        _T.status == "open",
+        _T.expires_at > bindparam("now"),
+        _TI.is_gold.is_(False),
+    )
+    .scalar_subquery()
+)
+_MINE = exists().where(_V.worker_id == bindparam("wid"), _V.candidate_id == _CI.candidate_id)
+_FRESH = PerDialect(
+    lambda d: select(*ROW_COLUMNS, _HELD.label("held"), _MINE.label("mine")).where(
+        ids_in(_CI.candidate_id, d)
+    )
+)
 _C = schema.Candidate
 _DECISIONS = PerDialect(lambda d: select(_C.id, _C.decision).where(ids_in(_C.id, d)))
 _DECISIONS_LOCKED = (  # PostgreSQL only
@@ -180,7 +201,6 @@ def _fetch(session: Session, where: Any, order: Any, limit: int) -> list[Any]:
     return list(session.execute(select(*ROW_COLUMNS).where(where).order_by(*order).limit(limit)))
 
 
-_CI = schema.CrowdImage
 _CELL_AFTER = (
     select(*ROW_COLUMNS)
     .where(_CI.synset_id == bindparam("sid"), _CI.cell == bindparam("cell"), _CI.hash >= bindparam("start"))
@@ -417,15 +437,12 @@ def _verify(
             rows = conn.execute(_DECISIONS_LOCKED if postgres else _DECISIONS.of(conn), {"ids": pool}).all()
             skipped = skipped or len(rows) < len(pool)
             open_ = sorted(int(cid) for cid, decision in rows if decision is None)
-            # Open tasks first, tallies second: a submission committing in between is then counted twice
-            # (held and voted), never zero times, so the worst case is one slot left unused for a moment.
-            held = inflight(session, now, best.synset.synset_id, open_)
-            mine = voted_by(session, worker_id, open_)
-            fresh = (
-                {int(r.candidate_id): r for r in conn.execute(ROWS_OF.of(conn), {"ids": open_})}
-                if open_
-                else {}
-            )
+            # Tallies, open tasks and the worker's votes from one statement, so one snapshot: a
+            # submission committing meanwhile is counted once (held, or in the tallies), never twice.
+            params = {"ids": open_, "sid": best.synset.synset_id, "now": now, "wid": worker_id}
+            fresh = {int(r.candidate_id): r for r in conn.execute(_FRESH.of(conn), params)} if open_ else {}
+            held = {cid: int(r.held) for cid, r in fresh.items()}
+            mine = {cid for cid, r in fresh.items() if r.mine}
             stats = {cid: stats_of(r) for cid, r in fresh.items()}
             initial = frozenset(cid for cid, r in fresh.items() if r.initial)
             state = SynsetState(
@@ -494,6 +511,17 @@ def plan_task(
     return Plan(best, n_gold)
 
 
+@dataclass(frozen=True)
+class Assigned:
+    """A task just created, with what its view shows (known here: nothing to read back under the lock)."""
+
+    task_id: int
+    synset_id: str
+    items: tuple[int, ...]  # in display order
+    created_at: datetime
+    expires_at: datetime
+
+
 def assign_task(
     session: Session,
     worker_id: int,
@@ -502,8 +530,8 @@ def assign_task(
     now: datetime | None = None,
     rng: random.Random | None = None,
     plan: Plan | None = None,
-) -> int | None:
-    """Create the worker's next task and return its id (None when nothing needs this worker now).
+) -> Assigned | None:
+    """Create the worker's next task (None when nothing needs this worker now).
 
     The caller has locked the worker (`lock_worker`) in the same transaction and checked that they are
     active and hold no open task. `plan` is a ranking made before the lock (`plan_task`); without one, or
@@ -534,14 +562,10 @@ def assign_task(
     if not picked and not (plan.qualify and gold):
         return None
     conn = session.connection()  # Core: no ORM object for the task or its items
+    expires = now + timedelta(minutes=settings.task_minutes)
+    synset_id = plan.choice.synset.synset_id
     key = conn.execute(
-        _NEW_TASK,
-        {
-            "wid": worker_id,
-            "sid": plan.choice.synset.synset_id,
-            "created": now,
-            "expires": now + timedelta(minutes=settings.task_minutes),
-        },
+        _NEW_TASK, {"wid": worker_id, "sid": synset_id, "created": now, "expires": expires}
     ).inserted_primary_key
     assert key is not None
     task_id = int(key[0])
@@ -554,7 +578,7 @@ def assign_task(
             for i, (cid, is_gold) in enumerate(items)
         ],
     )
-    return task_id
+    return Assigned(task_id, synset_id, tuple(cid for cid, _ in items), now, expires)
 
 
 _NEW_TASK = insert(_T).values(

@@ -105,15 +105,20 @@ class WriteGate:
 
 # The request path's statements, built once (building one cost about as much as running it on SQLite)
 _W, _T, _TI, _V = schema.Worker, schema.Task, schema.TaskItem, schema.Vote
-_WORKER_STATE = select(_W.status, _W.blocked_reason, _W.gold_total).where(_W.id == bindparam("wid"))
 _TASK_HEAD = select(_T.synset_id, _T.created_at, _T.expires_at).where(_T.id == bindparam("tid"))
 _TASK_ITEMS = select(_TI.candidate_id).where(_TI.task_id == bindparam("tid")).order_by(_TI.position)
 _TASK_ANSWERABLE = select(_TI.candidate_id, _TI.is_gold).where(_TI.task_id == bindparam("tid"))
 _TASKS_DONE = select(func.count()).where(_T.worker_id == bindparam("wid"), _T.status == "submitted")
-_WORKER_PROGRESS = select(
-    _TASKS_DONE.scalar_subquery(),
-    select(func.count()).select_from(_V).where(_V.worker_id == bindparam("wid")).scalar_subquery(),
-)
+_IMAGES_DONE = select(func.count()).select_from(_V).where(_V.worker_id == bindparam("wid"))
+_WORKER_PROGRESS = select(_TASKS_DONE.scalar_subquery(), _IMAGES_DONE.scalar_subquery())
+# next-task's read phase: the worker's state and progress at once (a new task's view needs no read-back)
+_WORKER_STATE_PROGRESS = select(
+    _W.status,
+    _W.blocked_reason,
+    _W.gold_total,
+    _TASKS_DONE.scalar_subquery().label("done"),
+    _IMAGES_DONE.scalar_subquery().label("images"),
+).where(_W.id == bindparam("wid"))
 _TASK_ROW = select(_T).where(_T.id == bindparam("tid"))
 _TASK_ROW_LOCKED = _TASK_ROW.with_for_update()
 _NEW_VOTES = BulkInsert(
@@ -371,12 +376,14 @@ class CrowdService:
         """The worker's open task, or a new one; None when nothing needs this worker right now.
 
         Ranking reads a snapshot without locks (`assign.plan_task`); the write transaction only locks the
-        worker, re-checks the chosen images and inserts the task (`assign.assign_task`).
+        worker, re-checks the chosen images and inserts the task (`assign.assign_task`). A new task's view
+        is built from what was inserted and the progress read before the lock, not read back: on
+        PostgreSQL every round trip inside the write gate delays the writers queued behind it.
         """
         now = datetime.now(UTC)
         self._ensure_checked()
         with self.read() as s:
-            found = s.connection().execute(_WORKER_STATE, {"wid": worker_id}).first()
+            found = s.connection().execute(_WORKER_STATE_PROGRESS, {"wid": worker_id}).first()
             if found is None:
                 raise NotFoundError(f"no worker with id {worker_id}")
             if found.status != "active":
@@ -394,12 +401,25 @@ class CrowdService:
                 self._last_sweep = time.monotonic()
                 sweep_expired(s, now)
             task_id = open_task_of(s, worker_id, now)
-            if task_id is not None:
+            if task_id is not None:  # made meanwhile by another request of this worker
                 _refuse_box_task(s, task_id)
-            elif plan is not None:
-                task_id = assign_task(s, worker_id, self.settings, self.stored, now, self._rng, plan)
-            # read back in the same transaction (three short reads; one transaction fewer per task)
-            return None if task_id is None else self._task_view(s, worker_id, task_id)
+                return self._task_view(s, worker_id, task_id)
+            if plan is None:
+                return None
+            new = assign_task(s, worker_id, self.settings, self.stored, now, self._rng, plan)
+            if new is None:
+                return None
+            synset, examples = self._synset_brief(s, new.synset_id)
+        return TaskView(
+            task_id=new.task_id,
+            synset=synset,
+            items=new.items,
+            examples=examples,
+            created_at=new.created_at,
+            expires_at=new.expires_at,
+            tasks_done=int(found.done or 0),  # read before the lock: assigning a task changes neither
+            images_done=int(found.images or 0),
+        )
 
     def task_view(self, worker_id: int, task_id: int) -> TaskView:
         """An open task of this worker (NotFoundError for anyone else's, or a closed one)."""
