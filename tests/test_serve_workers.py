@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from synsetforge.crowd.seed import add_synthetic_candidates
 from synsetforge.crowd.service import CrowdService
@@ -52,7 +52,9 @@ def served_pg(tmp_path: Path, pg_url: str) -> Iterator[tuple[str, Project, list[
     root = tmp_path / "p"
     with Project.init(root, db=pg_url) as p:
         p.add_synsets(SYNSETS)
-        add_synthetic_candidates(p, SYNSETS, 60, render=False)
+        # enough work that both processes get submissions (with 60, work ran out after ~16 tasks,
+        # sometimes all submitted through one process)
+        add_synthetic_candidates(p, SYNSETS, 400, render=False)
         svc = CrowdService(p)
         workers = [(new.worker_id, new.token) for new in (svc.invite(f"w{i}") for i in range(8))]
         admin = svc.create_token("admin")
@@ -144,3 +146,36 @@ def test_sqlite_refuses_more_than_one_process(tmp_path: Path) -> None:
     assert len(lines) == 1, err
     assert "SQLite" in lines[0] and "one writer" in lines[0] and "--workers 2" in lines[0]
     assert "serving" not in out
+
+
+@pytest.mark.postgres
+def test_two_processes_creating_a_synsets_live_row_at_once_both_get_it(pg_url: str, tmp_path: Path) -> None:
+    """The start-up race behind a `serve --workers 2` that stopped itself: both processes found a new
+    project's synset row missing; the second insert raised UniqueViolation, its app failed to start and
+    uvicorn stopped the whole server. Now the second waits for the first and locks the row it made."""
+    import threading
+
+    from synsetforge.crowd.tallies import lock_synset
+
+    with Project.init(tmp_path / "p", db=pg_url) as p:
+        p.add_synsets(SYNSETS[:1])
+        outcome: list[object] = []
+        with p.session() as first:
+            made = lock_synset(first, SYNSETS[0])  # inserted, not committed yet
+
+            def second() -> None:
+                try:
+                    with p.session() as s:
+                        outcome.append(lock_synset(s, SYNSETS[0]).n_votes)
+                except Exception as exc:  # the failure this test is about
+                    outcome.append(exc)
+
+            thread = threading.Thread(target=second)
+            thread.start()
+            time.sleep(0.5)  # the second now waits on the first's uncommitted row
+            assert thread.is_alive() and not outcome
+            made.n_votes = 7
+        thread.join(10)
+        assert outcome == [7]
+        with p.session() as s:
+            assert s.scalar(select(func.count()).select_from(schema.CrowdSynset)) == 1

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from synsetforge.crowd import incremental
 from synsetforge.crowd import workers as wk
@@ -107,7 +107,12 @@ class WriteGate:
 _W, _T, _TI, _V = schema.Worker, schema.Task, schema.TaskItem, schema.Vote
 _TASK_HEAD = select(_T.synset_id, _T.created_at, _T.expires_at).where(_T.id == bindparam("tid"))
 _TASK_ITEMS = select(_TI.candidate_id).where(_TI.task_id == bindparam("tid")).order_by(_TI.position)
-_TASK_ANSWERABLE = select(_TI.candidate_id, _TI.is_gold).where(_TI.task_id == bindparam("tid"))
+# a submitted task's items with the answers of its gold ones (one statement, not two, inside the gate)
+_TASK_ANSWERABLE = (
+    select(_TI.candidate_id, _TI.is_gold, schema.Gold.answer)
+    .outerjoin(schema.Gold, (schema.Gold.candidate_id == _TI.candidate_id) & _TI.is_gold)
+    .where(_TI.task_id == bindparam("tid"))
+)
 _TASKS_DONE = select(func.count()).where(_T.worker_id == bindparam("wid"), _T.status == "submitted")
 _IMAGES_DONE = select(func.count()).select_from(_V).where(_V.worker_id == bindparam("wid"))
 _WORKER_PROGRESS = select(_TASKS_DONE.scalar_subquery(), _IMAGES_DONE.scalar_subquery())
@@ -119,8 +124,16 @@ _WORKER_STATE_PROGRESS = select(
     _TASKS_DONE.scalar_subquery().label("done"),
     _IMAGES_DONE.scalar_subquery().label("images"),
 ).where(_W.id == bindparam("wid"))
-_TASK_ROW = select(_T).where(_T.id == bindparam("tid"))
-_TASK_ROW_LOCKED = _TASK_ROW.with_for_update()
+# the task to submit, with how many tasks its worker (locked) submitted before: their count after it
+_EARLIER = aliased(schema.Task)
+_TASK_ROW = select(
+    _T,
+    select(func.count())
+    .select_from(_EARLIER)
+    .where(_EARLIER.worker_id == bindparam("wid"), _EARLIER.status == "submitted")
+    .scalar_subquery(),
+).where(_T.id == bindparam("tid"))
+_TASK_ROW_LOCKED = _TASK_ROW.with_for_update(of=_T)
 _NEW_VOTES = BulkInsert(
     table_of(_V), ("candidate_id", "worker_id", "task_id", "label", "is_gold", "weight", "created_at")
 )
@@ -490,9 +503,12 @@ class CrowdService:
                 worker = lock_worker(s, worker_id)
                 if worker.status != "active":
                     raise WorkerBlockedError(worker.blocked_reason or "this worker is blocked")
-                task = s.scalars(_TASK_ROW if self._sqlite else _TASK_ROW_LOCKED, {"tid": task_id}).first()
-                if task is None or task.worker_id != worker_id:
+                found = s.execute(
+                    _TASK_ROW if self._sqlite else _TASK_ROW_LOCKED, {"tid": task_id, "wid": worker_id}
+                ).first()
+                if found is None or found[0].worker_id != worker_id:
                     raise NotFoundError(f"no task {task_id} for this worker")
+                task, done_before = found[0], int(found[1] or 0)
                 if task.kind in BOX_TASK_KINDS:
                     raise InputError(f"task {task_id} is a box task: submit it at /api/v1/box-task/{task_id}")
                 if task.status == "submitted":
@@ -502,7 +518,9 @@ class CrowdService:
                     raise TaskClosedError(
                         f"task {task_id} expired; its images went back to the pool, please take a new task"
                     )
-                items = s.connection().execute(_TASK_ANSWERABLE, {"tid": task_id}).all()
+                rows = s.connection().execute(_TASK_ANSWERABLE, {"tid": task_id}).all()
+                items = [(int(cid), bool(is_gold)) for cid, is_gold, _ in rows]
+                answers = {int(cid): bool(ans) for cid, is_gold, ans in rows if is_gold and ans is not None}
                 in_task = {cid for cid, _ in items}
                 strangers = ticked - in_task
                 if strangers:
@@ -526,16 +544,9 @@ class CrowdService:
                     ],
                 )
                 gold_ids = [cid for cid, is_gold in items if is_gold]
-                if gold_ids:
-                    answers = dict(
-                        s.execute(
-                            select(schema.Gold.candidate_id, schema.Gold.answer).where(
-                                schema.Gold.candidate_id.in_(gold_ids)
-                            )
-                        ).all()
-                    )
+                if answers:
                     worker.gold_total += len(answers)
-                    worker.gold_correct += sum((cid in ticked) == bool(ans) for cid, ans in answers.items())
+                    worker.gold_correct += sum((cid in ticked) == ans for cid, ans in answers.items())
                 code = completion_code()
                 task.status, task.submitted_at, task.completion_code = "submitted", now, code
                 own = {cid for cid, is_gold in items if not is_gold}
@@ -553,9 +564,7 @@ class CrowdService:
                     for sid, ids in wk.block_worker(s, worker, reason, self.settings).items():
                         touched[sid].update(ids)
                     self.reevaluate(s, touched)
-                s.flush()  # the task's new status, before counting on the connection (no autoflush there)
-                done = int(s.connection().execute(_TASKS_DONE, {"wid": worker_id}).scalar() or 0)
-                result = SubmitResult(task_id, len(items), code, reason is not None, done)
+                result = SubmitResult(task_id, len(items), code, reason is not None, done_before + 1)
         except IntegrityError:
             raise TaskClosedError(f"task {task_id}: these images already have your answers") from None
         if result.blocked:

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Integer, bindparam, case, cast, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.aggregation import ConfidenceTable, Decision
@@ -298,19 +300,28 @@ _SYNSET_ROW = (
 _SYNSET_ROW_LOCKED = _SYNSET_ROW.with_for_update()
 
 
+_ZEROS = dict.fromkeys(
+    ("n_playable", "n_open", "n_votes", "n_gold_votes", "base_size", "initial_size", "initial_done",
+     "table_version", "table_votes", "table_gold_votes"),
+    0,
+)  # fmt: skip
+
+
 def lock_synset(session: Session, synset_id: str) -> schema.CrowdSynset:
-    """The synset's counters row, locked for this transaction (created when missing)."""
-    cs = schema.CrowdSynset
-    q = _SYNSET_ROW if session.get_bind().dialect.name == "sqlite" else _SYNSET_ROW_LOCKED
+    """The synset's counters row, locked for this transaction (created when missing).
+
+    Created with "insert unless there": two server processes starting on a new project both found the
+    row missing, and the second insert failed the second process's start-up (uvicorn then stopped all)."""
+    dialect = session.get_bind().dialect.name
+    q = _SYNSET_ROW if dialect == "sqlite" else _SYNSET_ROW_LOCKED
     row = session.scalars(q, {"sid": synset_id}).first()
     if row is None:
-        row = cs(synset_id=synset_id)
-        for name in ("n_playable", "n_open", "n_votes", "n_gold_votes", "base_size", "initial_size"):
-            setattr(row, name, 0)
-        row.initial_done = row.table_version = row.table_votes = row.table_gold_votes = 0
-        row.refresh_queued = row.refreshing = False
-        session.add(row)
-        session.flush()
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(
+            insert(schema.CrowdSynset)
+            .values(synset_id=synset_id, refresh_queued=False, refreshing=False, **_ZEROS)
+            .on_conflict_do_nothing(index_elements=["synset_id"])
+        )
         row = session.scalars(q, {"sid": synset_id}).one()
     return row
 
