@@ -420,3 +420,30 @@ def test_worker_aware_qualification_is_gold_alone_and_screens_before_any_candida
             assert worker_aware.qualification_left(s, late, SQUARE, off) == 0
         view = svc2.next_task(late)
         assert view is not None and view.items and not set(view.items) & gold
+
+
+def test_progress_counts_follow_each_submit_without_reading_back(project: Project) -> None:
+    """A submit's `tasks_done` and a new task's progress come from counts taken before the change (the
+    task row with its worker's earlier submissions; the worker's state before the lock), plus what the
+    call itself did: they must still equal the store's counts after every step."""
+    svc = CrowdService(project, CrowdSettings(grid_size=6, gold_per_task=0), seed=5)
+    ann, bob = svc.invite("ann").worker_id, svc.invite("bob").worker_id
+    images = 0
+    for k in range(1, 4):
+        view = svc.next_task(ann)
+        assert view is not None and (view.tasks_done, view.images_done) == (k - 1, images)
+        other = svc.next_task(bob)  # someone else's work counts for nobody else
+        assert other is not None
+        svc.submit(bob, other.task_id, [])
+        result = svc.submit(ann, view.task_id, list(view.items[:2]))
+        images += len(view.items)
+        assert result.tasks_done == k
+        with project.session() as s:
+            assert (
+                s.scalar(
+                    select(func.count())
+                    .select_from(schema.Task)
+                    .where(schema.Task.worker_id == ann, schema.Task.status == "submitted")
+                )
+                == k
+            )

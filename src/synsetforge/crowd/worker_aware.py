@@ -19,7 +19,8 @@ rewrites them from scratch, so a killed refit is simply run again.
 Integration points (called by the incremental consensus): `image_evidence` (recount: the `llr` of the
 touched images), `evaluate` (decision + confidence from llr), `uncertainty` (assignment order: the most
 uncertain open images first), `refit_group` (the background job body; returns every image's new evidence,
-which the caller writes and re-decides).
+which the caller writes and re-decides). Assignment asks `takes_tasks` (the spread cut) and
+`qualification_left` (`crowd_worker_qualify`: tasks of gold alone until the worker answered enough).
 """
 
 from __future__ import annotations
