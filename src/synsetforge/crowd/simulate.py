@@ -565,8 +565,7 @@ def simulate_worker_aware(
             if est.votes_in(s.synset) >= next_refit:
                 est.refit(s.synset)
                 if min_spread is not None:  # as the live rule: the max_votes most informative stay
-                    models = {x.worker_id: est.worker_model(x.worker_id, s.synset) for x in pool}
-                    spread = {w: m.weight(True) - m.weight(False) for w, m in models.items()}
+                    spread = {x.worker_id: est.worker_model(x.worker_id, s.synset).spread for x in pool}
                     ranked = sorted(pool, key=lambda x: -spread[x.worker_id])
                     active = ranked[: est.max_votes] + [
                         x for x in ranked[est.max_votes :] if spread[x.worker_id] >= min_spread

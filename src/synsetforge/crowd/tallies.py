@@ -29,8 +29,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Integer, bindparam, case, cast, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.aggregation import ConfidenceTable, Decision
@@ -45,6 +43,7 @@ from synsetforge.crowd.consensus import (
 from synsetforge.crowd.record import CONSENSUS_KEYS
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.store import schema
+from synsetforge.store.bulk import insert_ignore
 from synsetforge.store.idlist import BulkUpdate, PerDialect, ids_in, table_of
 
 CELL = 1000  # cell = yes * CELL + no
@@ -312,16 +311,11 @@ def lock_synset(session: Session, synset_id: str) -> schema.CrowdSynset:
 
     Created with "insert unless there": two server processes starting on a new project both found the
     row missing, and the second insert failed the second process's start-up (uvicorn then stopped all)."""
-    dialect = session.get_bind().dialect.name
-    q = _SYNSET_ROW if dialect == "sqlite" else _SYNSET_ROW_LOCKED
+    q = _SYNSET_ROW if session.get_bind().dialect.name == "sqlite" else _SYNSET_ROW_LOCKED
     row = session.scalars(q, {"sid": synset_id}).first()
     if row is None:
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        session.execute(
-            insert(schema.CrowdSynset)
-            .values(synset_id=synset_id, refresh_queued=False, refreshing=False, **_ZEROS)
-            .on_conflict_do_nothing(index_elements=["synset_id"])
-        )
+        new = {"synset_id": synset_id, "refresh_queued": False, "refreshing": False, **_ZEROS}
+        insert_ignore(session, schema.CrowdSynset.__table__, [new], ["synset_id"])  # type: ignore[arg-type]
         row = session.scalars(q, {"sid": synset_id}).one()
     return row
 

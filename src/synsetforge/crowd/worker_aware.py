@@ -291,11 +291,6 @@ def cell(llr: float, prior_good: float, settings: CrowdSettings) -> int:
     return min(int(uncertainty(llr, prior_good, settings) * 4), 999)
 
 
-def spread(model: WorkerModel) -> float:
-    """Nats between a yes and a no of this worker: 0 for a spammer, 2 log(a / (1 - a)) at accuracy a."""
-    return model.weight(True) - model.weight(False)
-
-
 def _ranked(session: Session, group: str, settings: CrowdSettings) -> list[tuple[float, bool, int]]:
     """(spread, answered enough, worker) of every worker in the group's last refit, most informative first."""
     wm = schema.WorkerModelRow
@@ -306,7 +301,7 @@ def _ranked(session: Session, group: str, settings: CrowdSettings) -> list[tuple
     ):
         model = WorkerModel(float(sa_), float(sb), float(fa), float(fb))
         answers = round(sa_ + sb + fa + fb - prior, 6)  # 20 answers on a prior of 4 x 0.868 read 19.99999
-        ranked.append((spread(model), answers >= settings.worker_min_evidence, int(worker)))
+        ranked.append((model.spread, answers >= settings.worker_min_evidence, int(worker)))
     ranked.sort(reverse=True)
     return ranked
 
@@ -320,9 +315,13 @@ def excluded_workers(session: Session, group: str, settings: CrowdSettings) -> s
     every worker still allowed had voted on them)."""
     if settings.worker_min_spread <= 0:
         return set()
+    return _below_bar(_ranked(session, group, settings), settings)
+
+
+def _below_bar(ranked: list[tuple[float, bool, int]], settings: CrowdSettings) -> set[int]:
     return {
         worker
-        for spread_, enough, worker in _ranked(session, group, settings)[settings.max_votes :]
+        for spread_, enough, worker in ranked[settings.max_votes :]
         if enough and spread_ < settings.worker_min_spread
     }
 
@@ -338,13 +337,10 @@ def takes_tasks(session: Session, worker_id: int, synset_id: str, settings: Crow
     group = group_of(synset_id, settings)
     ranked = _ranked(session, group, settings)
     if any(worker == worker_id for _, _, worker in ranked):
-        return all(
-            worker != worker_id or not enough or spread_ >= settings.worker_min_spread
-            for spread_, enough, worker in ranked[settings.max_votes :]
-        )
+        return worker_id not in _below_bar(ranked, settings)
     gm = load_group(session, group, settings, [worker_id])
     answers = sum(gm.gold.get(worker_id, (0.0,)))
-    own = spread(gm.model(worker_id))
+    own = gm.model(worker_id).spread
     if answers < settings.worker_min_evidence or own >= settings.worker_min_spread:
         return True
     return sum(spread_ > own for spread_, _, _ in ranked) < settings.max_votes

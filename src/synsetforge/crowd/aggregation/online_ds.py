@@ -91,6 +91,11 @@ class WorkerModel:
         total = self.spec_a + self.spec_b
         return _clip(self.spec_a / total) if total > 0 else 0.5
 
+    @property
+    def spread(self) -> float:
+        """Nats between a yes and a no of this worker: 0 for a spammer, 2 log(a / (1 - a)) at accuracy a."""
+        return self.weight(True) - self.weight(False)
+
     def weight(self, label: bool) -> float:
         """The weight of evidence (nats) of this worker's `label` vote for "good"."""
         s, f = self.sensitivity, self.specificity
