@@ -285,8 +285,9 @@ class CrowdService:
             yield s
 
     def read(self) -> contextlib.AbstractContextManager[Session]:
-        """A read transaction: not queued (a gate of 2 readers per PostgreSQL process changed nothing)."""
-        return self.project.session()
+        """Reads, not queued (a gate of 2 readers per PostgreSQL process changed nothing); on PostgreSQL
+        without a transaction (`Project.reading`)."""
+        return self.project.reading()
 
     # -- tokens and workers -------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from synsetforge.errors import InputError, NotFoundError, StoreError
@@ -82,7 +83,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        engine = create_engine(url, connect_args={"connect_timeout": 5})
+        _ping_when_idle(engine)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -93,6 +95,34 @@ def make_engine(url: str) -> Engine:
         engine.dispose()
         raise StoreError(_damaged(_db_label(url), exc)) from None
     return engine
+
+
+IDLE_PING_S = 10.0  # a pooled PostgreSQL connection unused this long is checked before it is handed out
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only when it sat idle `IDLE_PING_S` or longer.
+
+    Why not `pool_pre_ping`: it pings on every checkout, one more round trip per transaction, and under
+    load a server's write transactions (one at a time per process) spent it holding their turn. A
+    connection handed back a moment ago is alive; one idle for a while may have been cut (a database
+    restart, a firewall dropping idle sockets). A dead one is replaced before the request sees it; one
+    that dies in use fails that request, and the pool then replaces every connection older than it.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _stamp(_dbapi: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi)
+        except Exception as exc:  # any failure: the pool drops it and connects anew (up to 3 tries)
+            raise DisconnectionError(f"an idle pooled connection was closed: {exc}") from exc
 
 
 def _reason(exc: DatabaseError) -> str:
@@ -238,6 +268,12 @@ class Project:
         self.revision = revision
         self.blobs: BlobStorage = open_blob_store(config.blobs, root)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # reads without BEGIN/COMMIT on PostgreSQL (see `reading`)
+        self._reads = (
+            sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+            if engine.dialect.name == "postgresql"
+            else self._sessions
+        )
         self._hierarchy: Hierarchy | None = None
 
     # -- opening ----------------------------------------------------------------------------------
@@ -330,6 +366,18 @@ class Project:
     def session(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on any error."""
         with self._sessions.begin() as s:
+            yield s
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only: on PostgreSQL each statement runs on its own (autocommit).
+
+        Why: under PostgreSQL's default isolation (read committed) every statement of a transaction sees
+        its own snapshot anyway, so a reading transaction's BEGIN and COMMIT were two round trips that
+        bought nothing. Nothing may be written through it (it would be committed statement by statement).
+        SQLite: the same session as `session`.
+        """
+        with self._reads() as s:
             yield s
 
     # -- hierarchy --------------------------------------------------------------------------------
