@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, union_all, update
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.consensus import ImageStats, SynsetState
@@ -201,28 +201,39 @@ def _fetch(session: Session, where: Any, order: Any, limit: int) -> list[Any]:
     return list(session.execute(select(*ROW_COLUMNS).where(where).order_by(*order).limit(limit)))
 
 
-_CELL_AFTER = (
-    select(*ROW_COLUMNS)
-    .where(_CI.synset_id == bindparam("sid"), _CI.cell == bindparam("cell"), _CI.hash >= bindparam("start"))
-    .order_by(_CI.hash)
-    .limit(bindparam("n"))
-)
-_CELL_BEFORE = (
-    select(*ROW_COLUMNS)
-    .where(_CI.synset_id == bindparam("sid"), _CI.cell == bindparam("cell"), _CI.hash < bindparam("start"))
-    .order_by(_CI.hash)
+CELL_SLOTS = 16  # table cells read by one statement (`_fetch_cells`)
+
+
+def _cell_slot(i: int) -> Any:
+    """Slot i of `_CELLS`: up to :n open images of cell :c{i}, in hash order from :start, wrapping around
+    (the images before :start are read only when those after it run short)."""
+    where = (_CI.synset_id == bindparam("sid")) & (_CI.cell == bindparam(f"c{i}"))
+    part = [
+        select(*ROW_COLUMNS, _CI.cell).where(where & bound).order_by(_CI.hash).limit(bindparam("n")).subquery()
+        for bound in (_CI.hash >= bindparam("start"), _CI.hash < bindparam("start"))
+    ]
+    both = union_all(select(*part[0].c), select(*part[1].c)).subquery()
+    return select(*both.c).limit(bindparam("n")).subquery()
+
+
+# One statement for up to CELL_SLOTS cells, in the order given, at most :n rows in all. Both backends read
+# a UNION ALL's members in order and stop once the outer LIMIT is met, so the cells after those that gave
+# enough images are never read: what the loop of one query (two, wrapping around) per cell did, in one
+# round trip. Unused slots name cell -1, which holds nothing.
+_CELLS = (
+    union_all(*(select(*slot.c) for slot in (_cell_slot(i) for i in range(CELL_SLOTS))))
+    .subquery()
+    .select()
     .limit(bindparam("n"))
 )
 
 
-def _fetch_cell(session: Session, synset_id: str, cell: int, start: float, n: int) -> list[Any]:
-    """Up to n open images of one table cell, in hash order from `start` (wrapping around)."""
-    conn = session.connection()
-    args = {"sid": synset_id, "cell": cell, "start": start, "n": n}
-    rows = list(conn.execute(_CELL_AFTER, args))
-    if len(rows) < n:
-        rows += conn.execute(_CELL_BEFORE, {**args, "n": n - len(rows)})
-    return rows
+def _fetch_cells(session: Session, synset_id: str, cells: list[int], start: float, n: int) -> list[Any]:
+    """Up to n open images of `cells` (at most CELL_SLOTS), a cell's from `start` in hash order wrapping
+    around, cell after cell in the order given; each row has its `cell`."""
+    assert len(cells) <= CELL_SLOTS
+    args: dict[str, Any] = {f"c{i}": (cells[i] if i < len(cells) else -1) for i in range(CELL_SLOTS)}
+    return list(session.connection().execute(_CELLS, {**args, "sid": synset_id, "start": start, "n": n}))
 
 
 def _filled_cells(session: Session, synset_id: str, tables: StoredTables) -> set[int]:
@@ -341,22 +352,34 @@ def _rank(
     start = rng.random()
     skipped = False
     filled = _filled_cells(session, syn.synset_id, tables) if cells else set()
-    pending = initial_rows  # read, not yet filtered: filtered in lots (two queries per lot, not per cell)
+    todo = []  # the cells to read, in assignment order
     for y, n in cells:
-        if len(order) + len(pending) // 2 >= target:
-            keep(pending, state_now())
-            pending = []
-            if len(order) >= target:
-                break
         if y * CELL + n not in filled:
             continue
         if tables.empty(syn.synset_id, y * CELL + n):
             skipped = True
             continue
-        need = target - len(order) - len(pending) // 2
-        rows = _fetch_cell(session, syn.synset_id, y * CELL + n, start, need * 2)
-        if not rows:
-            tables.mark_empty(syn.synset_id, y * CELL + n)
+        todo.append(y * CELL + n)
+    pending = initial_rows  # read, not yet filtered: filtered in lots (two queries per lot, not per cell)
+    while True:
+        if len(order) + len(pending) // 2 >= target:
+            keep(pending, state_now())
+            pending = []
+            if len(order) >= target:
+                break
+        if not todo:
+            break
+        # about twice what is still wanted (half the images read are usually the worker's own or taken)
+        limit = 2 * (target - len(order) - len(pending) // 2)
+        batch, todo = todo[:CELL_SLOTS], todo[CELL_SLOTS:]
+        rows = _fetch_cells(session, syn.synset_id, batch, start, limit)
+        # the limit stopped the read in the last cell that gave rows: the rest of the batch is unread
+        read = batch if len(rows) < limit else batch[: batch.index(int(rows[-1].cell)) + 1]
+        todo = batch[len(read) :] + todo
+        got = {int(r.cell) for r in rows}
+        for cell in read:
+            if cell not in got:
+                tables.mark_empty(syn.synset_id, cell)
         pending += add(rows)
     keep(pending, state_now())
     if skipped and len(order) < max(1, want // 2):
