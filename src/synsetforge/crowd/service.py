@@ -30,7 +30,15 @@ from sqlalchemy.orm import Session, aliased
 
 from synsetforge.crowd import incremental
 from synsetforge.crowd import workers as wk
-from synsetforge.crowd.assign import as_utc, assign_task, lock_worker, open_task_of, plan_task, sweep_expired
+from synsetforge.crowd.assign import (
+    OPEN_TASK,
+    as_utc,
+    assign_task,
+    lock_worker,
+    open_task_of,
+    plan_task,
+    sweep_expired,
+)
 from synsetforge.crowd.consensus import TableCache, playable
 from synsetforge.crowd.errors import (
     BOX_TASK_KINDS,
@@ -116,13 +124,15 @@ _TASK_ANSWERABLE = (
 _TASKS_DONE = select(func.count()).where(_T.worker_id == bindparam("wid"), _T.status == "submitted")
 _IMAGES_DONE = select(func.count()).select_from(_V).where(_V.worker_id == bindparam("wid"))
 _WORKER_PROGRESS = select(_TASKS_DONE.scalar_subquery(), _IMAGES_DONE.scalar_subquery())
-# next-task's read phase: the worker's state and progress at once (a new task's view needs no read-back)
+# next-task's read phase: the worker's state, progress and open task at once (a new task's view needs no
+# read-back)
 _WORKER_STATE_PROGRESS = select(
     _W.status,
     _W.blocked_reason,
     _W.gold_total,
     _TASKS_DONE.scalar_subquery().label("done"),
     _IMAGES_DONE.scalar_subquery().label("images"),
+    OPEN_TASK.scalar_subquery().label("open_task"),
 ).where(_W.id == bindparam("wid"))
 # the task to submit, with how many tasks its worker (locked) submitted before: their count after it
 _EARLIER = aliased(schema.Task)
@@ -397,12 +407,12 @@ class CrowdService:
         now = datetime.now(UTC)
         self._ensure_checked()
         with self.read() as s:
-            found = s.connection().execute(_WORKER_STATE_PROGRESS, {"wid": worker_id}).first()
+            found = s.connection().execute(_WORKER_STATE_PROGRESS, {"wid": worker_id, "now": now}).first()
             if found is None:
                 raise NotFoundError(f"no worker with id {worker_id}")
             if found.status != "active":
                 raise WorkerBlockedError(found.blocked_reason or "this worker is blocked")
-            task_id = open_task_of(s, worker_id, now)
+            task_id = found.open_task
             if task_id is not None:
                 _refuse_box_task(s, task_id)
                 return self._task_view(s, worker_id, task_id)
