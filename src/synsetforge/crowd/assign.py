@@ -124,6 +124,8 @@ OPEN_TASK = (
     .limit(1)
 )
 _CI = schema.CrowdImage
+
+
 # What `_verify` re-reads of each chosen image under the lock, in one statement (one snapshot; inside the
 # write gate every round trip counts): its tallies, the open tasks holding it, whether the worker voted.
 def _held(dialect: str) -> Any:
@@ -539,6 +541,9 @@ class Plan:
     choice: _Choice
     n_gold: int
     qualify: bool = False  # a task of gold alone (worker-aware `worker_qualify`)
+    # the gold images chosen with the ranking, from the worker's answers then: only a submission of this
+    # worker's could change them, and a worker with a task to submit gets that task, not a new one
+    gold: tuple[int, ...] = ()
 
 
 def plan_task(
@@ -568,8 +573,11 @@ def plan_task(
 
         left = worker_aware.qualification_left(session, worker_id, best.synset.synset_id, settings)
         if left:
-            return Plan(best, min(left, settings.grid_size), qualify=True)
-    return Plan(best, n_gold)
+            n = min(left, settings.grid_size)
+            gold = _pick_gold(session, worker_id, best.synset.synset_id, n, rng, tables)
+            return Plan(best, n, qualify=True, gold=tuple(gold))
+    gold = _pick_gold(session, worker_id, best.synset.synset_id, n_gold, rng, tables)
+    return Plan(best, n_gold, gold=tuple(gold))
 
 
 @dataclass(frozen=True)
@@ -611,7 +619,7 @@ def assign_task(
             if plan is None:
                 return None
         best = plan.choice
-        gold = _pick_gold(session, worker_id, best.synset.synset_id, plan.n_gold, rng, tables)
+        gold = list(plan.gold)
         if plan.qualify and gold:
             picked = []  # a qualification: gold alone (with no gold left to answer, a regular task)
             break

@@ -133,13 +133,37 @@ def _from(method: str, params: dict[str, Any]) -> DecisionRecord:
     )
 
 
+def _meta_value(key: str) -> Any:
+    return select(schema.Meta.value).where(schema.Meta.key == key).scalar_subquery()
+
+
+# The record's two values as columns, for a statement the caller makes anyway (`tallies.lock_synset`, which
+# every decision-changing transaction runs before `record_live`): one round trip fewer inside the write gate
+RECORD_COLUMNS = (
+    _meta_value(METHOD_KEY).label("record_method"),
+    _meta_value(PARAMS_KEY).label("record_params"),
+)
+_SEEN = "synsetforge.crowd.record"  # session.info key: the values read with RECORD_COLUMNS
+
+
+def remember_record(session: Session, method: str | None, params: str | None) -> None:
+    """Keep what a statement with RECORD_COLUMNS read, for this transaction's next `read_record`."""
+    session.info[_SEEN] = (method, params)
+
+
 def read_record(session: Session) -> DecisionRecord | None:
     """The recorded method behind the current decisions; None when nothing has written decisions yet."""
-    rows = dict(
-        session.execute(
-            select(schema.Meta.key, schema.Meta.value).where(schema.Meta.key.in_([METHOD_KEY, PARAMS_KEY]))
-        ).all()
-    )
+    seen = session.info.pop(_SEEN, None)
+    if seen is not None:
+        rows = {k: v for k, v in zip((METHOD_KEY, PARAMS_KEY), seen, strict=True) if v is not None}
+    else:
+        rows = dict(
+            session.execute(
+                select(schema.Meta.key, schema.Meta.value).where(
+                    schema.Meta.key.in_([METHOD_KEY, PARAMS_KEY])
+                )
+            ).all()
+        )
     if METHOD_KEY not in rows:
         return None
     try:
@@ -160,6 +184,7 @@ def _upsert(session: Session, key: str, value: str) -> None:
 
 
 def write_record(session: Session, record: DecisionRecord) -> None:
+    session.info.pop(_SEEN, None)  # what was read before is no longer the record
     params = record.as_dict()
     params.pop("method")
     params.pop("description")

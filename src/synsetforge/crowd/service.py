@@ -115,12 +115,6 @@ class WriteGate:
 _W, _T, _TI, _V = schema.Worker, schema.Task, schema.TaskItem, schema.Vote
 _TASK_HEAD = select(_T.synset_id, _T.created_at, _T.expires_at).where(_T.id == bindparam("tid"))
 _TASK_ITEMS = select(_TI.candidate_id).where(_TI.task_id == bindparam("tid")).order_by(_TI.position)
-# a submitted task's items with the answers of its gold ones (one statement, not two, inside the gate)
-_TASK_ANSWERABLE = (
-    select(_TI.candidate_id, _TI.is_gold, schema.Gold.answer)
-    .outerjoin(schema.Gold, (schema.Gold.candidate_id == _TI.candidate_id) & _TI.is_gold)
-    .where(_TI.task_id == bindparam("tid"))
-)
 _TASKS_DONE = select(func.count()).where(_T.worker_id == bindparam("wid"), _T.status == "submitted")
 _IMAGES_DONE = select(func.count()).select_from(_V).where(_V.worker_id == bindparam("wid"))
 _WORKER_PROGRESS = select(_TASKS_DONE.scalar_subquery(), _IMAGES_DONE.scalar_subquery())
@@ -134,16 +128,25 @@ _WORKER_STATE_PROGRESS = select(
     _IMAGES_DONE.scalar_subquery().label("images"),
     OPEN_TASK.scalar_subquery().label("open_task"),
 ).where(_W.id == bindparam("wid"))
-# the task to submit, with how many tasks its worker (locked) submitted before: their count after it
+# the task to submit, a row per item with the answer of a gold one, and how many tasks its worker (locked)
+# submitted before (their count after it; evaluated once: it does not depend on the row)
 _EARLIER = aliased(schema.Task)
-_TASK_ROW = select(
-    _T,
-    select(func.count())
-    .select_from(_EARLIER)
-    .where(_EARLIER.worker_id == bindparam("wid"), _EARLIER.status == "submitted")
-    .scalar_subquery(),
-).where(_T.id == bindparam("tid"))
-_TASK_ROW_LOCKED = _TASK_ROW.with_for_update(of=_T)
+_TASK_ROWS = (
+    select(
+        _T,
+        select(func.count())
+        .select_from(_EARLIER)
+        .where(_EARLIER.worker_id == bindparam("wid"), _EARLIER.status == "submitted")
+        .scalar_subquery(),
+        _TI.candidate_id,
+        _TI.is_gold,
+        schema.Gold.answer,
+    )
+    .outerjoin(_TI, _TI.task_id == _T.id)
+    .outerjoin(schema.Gold, (schema.Gold.candidate_id == _TI.candidate_id) & _TI.is_gold)
+    .where(_T.id == bindparam("tid"))
+)
+_TASK_ROWS_LOCKED = _TASK_ROWS.with_for_update(of=_T)
 _NEW_VOTES = BulkInsert(
     table_of(_V), ("candidate_id", "worker_id", "task_id", "label", "is_gold", "weight", "created_at")
 )
@@ -514,12 +517,13 @@ class CrowdService:
                 worker = lock_worker(s, worker_id)
                 if worker.status != "active":
                     raise WorkerBlockedError(worker.blocked_reason or "this worker is blocked")
+                # the task and its items in one statement (inside the gate every round trip counts)
                 found = s.execute(
-                    _TASK_ROW if self._sqlite else _TASK_ROW_LOCKED, {"tid": task_id, "wid": worker_id}
-                ).first()
-                if found is None or found[0].worker_id != worker_id:
+                    _TASK_ROWS if self._sqlite else _TASK_ROWS_LOCKED, {"tid": task_id, "wid": worker_id}
+                ).all()
+                if not found or found[0][0].worker_id != worker_id:
                     raise NotFoundError(f"no task {task_id} for this worker")
-                task, done_before = found[0], int(found[1] or 0)
+                task, done_before = found[0][0], int(found[0][1] or 0)
                 if task.kind in BOX_TASK_KINDS:
                     raise InputError(f"task {task_id} is a box task: submit it at /api/v1/box-task/{task_id}")
                 if task.status == "submitted":
@@ -529,7 +533,7 @@ class CrowdService:
                     raise TaskClosedError(
                         f"task {task_id} expired; its images went back to the pool, please take a new task"
                     )
-                rows = s.connection().execute(_TASK_ANSWERABLE, {"tid": task_id}).all()
+                rows = [(cid, is_gold, ans) for _, _, cid, is_gold, ans in found if cid is not None]
                 items = [(int(cid), bool(is_gold)) for cid, is_gold, _ in rows]
                 answers = {int(cid): bool(ans) for cid, is_gold, ans in rows if is_gold and ans is not None}
                 in_task = {cid for cid, _ in items}

@@ -40,7 +40,7 @@ from synsetforge.crowd.consensus import (
     choose_initial,
     fill_sums,
 )
-from synsetforge.crowd.record import CONSENSUS_KEYS
+from synsetforge.crowd.record import CONSENSUS_KEYS, RECORD_COLUMNS, remember_record
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.store import schema
 from synsetforge.store.bulk import insert_ignore
@@ -292,7 +292,7 @@ def stats_of(row: Any) -> ImageStats:
 
 
 _SYNSET_ROW = (
-    select(schema.CrowdSynset)
+    select(schema.CrowdSynset, *RECORD_COLUMNS)
     .where(schema.CrowdSynset.synset_id == bindparam("sid"))
     .execution_options(populate_existing=True)
 )
@@ -312,11 +312,13 @@ def lock_synset(session: Session, synset_id: str) -> schema.CrowdSynset:
     Created with "insert unless there": two server processes starting on a new project both found the
     row missing, and the second insert failed the second process's start-up (uvicorn then stopped all)."""
     q = _SYNSET_ROW if session.get_bind().dialect.name == "sqlite" else _SYNSET_ROW_LOCKED
-    row = session.scalars(q, {"sid": synset_id}).first()
-    if row is None:
+    found = session.execute(q, {"sid": synset_id}).first()
+    if found is None:
         new = {"synset_id": synset_id, "refresh_queued": False, "refreshing": False, **_ZEROS}
         insert_ignore(session, schema.CrowdSynset.__table__, [new], ["synset_id"])  # type: ignore[arg-type]
-        row = session.scalars(q, {"sid": synset_id}).one()
+        found = session.execute(q, {"sid": synset_id}).one()
+    row, method, params = found
+    remember_record(session, method, params)  # the decision record, read with the row (`record_live`)
     return row
 
 
