@@ -633,20 +633,24 @@ def assign_task(
     conn = session.connection()  # Core: no ORM object for the task or its items
     expires = now + timedelta(minutes=settings.task_minutes)
     synset_id = plan.choice.synset.synset_id
-    key = conn.execute(
-        _NEW_TASK, {"wid": worker_id, "sid": synset_id, "created": now, "expires": expires}
-    ).inserted_primary_key
-    assert key is not None
-    task_id = int(key[0])
     items = [(cid, False) for cid in picked] + [(cid, True) for cid in gold]
     rng.shuffle(items)
-    _NEW_ITEMS.run(
-        conn,
-        [
-            {"task_id": task_id, "candidate_id": cid, "position": i, "is_gold": is_gold, "box_id": None}
-            for i, (cid, is_gold) in enumerate(items)
-        ],
-    )
+    task = {"wid": worker_id, "sid": synset_id, "created": now, "expires": expires}
+    if postgres:  # the task and its items in one statement (inside the write gate every round trip counts)
+        cids, golds = [cid for cid, _ in items], [g for _, g in items]
+        args = {**task, "cids": cids, "positions": list(range(len(items))), "golds": golds}
+        task_id = int(conn.execute(_NEW_TASK_WITH_ITEMS, args).scalars().first())
+    else:
+        key = conn.execute(_NEW_TASK, task).inserted_primary_key
+        assert key is not None
+        task_id = int(key[0])
+        _NEW_ITEMS.run(
+            conn,
+            [
+                {"task_id": task_id, "candidate_id": cid, "position": i, "is_gold": is_gold, "box_id": None}
+                for i, (cid, is_gold) in enumerate(items)
+            ],
+        )
     return Assigned(task_id, synset_id, tuple(cid for cid, _ in items), now, expires)
 
 
@@ -660,4 +664,14 @@ _NEW_TASK = insert(_T).values(
 )
 _NEW_ITEMS = BulkInsert(
     table_of(schema.TaskItem), ("task_id", "candidate_id", "position", "is_gold", "box_id")
+)
+# PostgreSQL: both inserts at once (the items' foreign key check runs at the end of the statement, when the
+# task row is there)
+_NEW_TASK_WITH_ITEMS = text(
+    "WITH task AS (INSERT INTO tasks (worker_id, synset_id, kind, status, created_at, expires_at) "
+    "VALUES (:wid, :sid, 'verify', 'open', :created, :expires) RETURNING id) "
+    "INSERT INTO task_items (task_id, candidate_id, position, is_gold, box_id) "
+    "SELECT task.id, item.candidate_id, item.position, item.is_gold, NULL FROM task, "
+    "unnest(CAST(:cids AS BIGINT[]), CAST(:positions AS INTEGER[]), CAST(:golds AS BOOLEAN[])) "
+    "AS item(candidate_id, position, is_gold) RETURNING task_id"
 )

@@ -48,6 +48,7 @@ from synsetforge.crowd.tallies import (
     now_utc,
     recompute_initial,
     recount,
+    recount_rows,
     settings_fingerprint,
     stats_of,
     table_to_json,
@@ -76,12 +77,12 @@ def touch(
     decisions changed. `votes_added` = (counted votes, full-weight gold votes) the caller inserted; None
     recounts the synset's vote counters (blocks, imports). Queues a rebuild when the table's inputs moved."""
     syn = lock_synset(session, synset_id)
-    fresh = recount(session, ids)
+    fresh, rows = recount_rows(session, ids)
     fp = settings_fingerprint(settings)
     table = tables.get(syn) if syn.settings_fp == fp else None
     # tallies first, so that re-choosing the initial subset sees them
     known: dict[int, bool] = {}  # the images' initial flags, filled in by decide_rows
-    changed, opened = decide_rows(session, syn, settings, table, fresh, known)
+    changed, opened = decide_rows(session, syn, settings, table, fresh, known, rows)
     missing = sorted(k for k in fresh if k not in known)
     if missing:  # playable candidates without live rows yet (a new project, imported votes)
         added = _add_rows(session, syn, missing)

@@ -420,8 +420,8 @@ ROW_COLUMNS = (schema.CrowdImage.candidate_id, schema.CrowdImage.initial, *TALLY
 ROWS_OF = PerDialect(lambda d: select(*ROW_COLUMNS).where(ids_in(schema.CrowdImage.candidate_id, d)))
 
 
-_DECIDE_ROWS = PerDialect(
-    lambda d: (
+def _decide_rows_statement(dialect: str) -> Any:
+    return (
         select(
             schema.CrowdImage.candidate_id,
             schema.CrowdImage.initial,
@@ -431,9 +431,43 @@ _DECIDE_ROWS = PerDialect(
             *TALLY_COLUMNS,
         )
         .join(schema.Candidate, schema.Candidate.id == schema.CrowdImage.candidate_id)
-        .where(ids_in(schema.CrowdImage.candidate_id, d))
+        .where(ids_in(schema.CrowdImage.candidate_id, dialect))
     )
-)
+
+
+_DECIDE_ROWS = PerDialect(_decide_rows_statement)
+
+
+def _recount_rows_statement(dialect: str) -> Any:
+    sums = _recount_statement(dialect).subquery("sums")
+    return (
+        _decide_rows_statement(dialect)
+        .add_columns(*list(sums.c)[1:])
+        .outerjoin(sums, sums.c.candidate_id == schema.CrowdImage.candidate_id)
+    )
+
+
+# what `decide_rows` reads of the images, with their recount (one round trip, not two, inside the gate)
+_RECOUNT_ROWS = PerDialect(_recount_rows_statement)
+_N_ROW = 5 + len(TALLY_COLUMNS)  # the columns of a `_DECIDE_ROWS` row
+
+
+def recount_rows(session: Session, ids: Iterable[int]) -> tuple[dict[int, ImageStats], dict[int, Any]]:
+    """`recount(ids)`, and the live rows `decide_rows` reads, from one statement; images without a live row
+    are recounted on their own."""
+    out = {int(c): ImageStats(int(c), None, None) for c in ids}
+    rows: dict[int, Any] = {}
+    keys = sorted(out)
+    conn = session.connection()
+    for start in range(0, len(keys), 900):
+        for row in conn.execute(_RECOUNT_ROWS.of(conn), {"ids": keys[start : start + 900]}):
+            cid = int(row[0])
+            rows[cid] = row[:_N_ROW]
+            fill_sums(out, [(cid, *row[_N_ROW:])])
+    missing = [k for k in keys if k not in rows]
+    if missing:
+        out.update(recount(session, missing))
+    return out, rows
 
 
 def decide_rows(
@@ -443,11 +477,13 @@ def decide_rows(
     table: ConfidenceTable | None,
     fresh: dict[int, ImageStats],
     initial_flags: dict[int, bool] | None = None,
+    rows: dict[int, Any] | None = None,
 ) -> tuple[int, int]:
     """Write fresh tallies of these images and their decisions under `table`; (decisions changed, change
     in open images). Writers of a synset's rows hold its `crowd_synsets` row (`lock_synset`), so two never
     update the same images at once (no deadlocks, whatever order a statement updates rows in). Images
-    without a live row are skipped; `initial_flags`, when given, gets each found image's initial flag."""
+    without a live row are skipped; `initial_flags`, when given, gets each found image's initial flag;
+    `rows`: the images' live rows as `recount_rows` read them (else they are read here)."""
     if not fresh:
         return 0, 0
     ids = sorted(fresh)
@@ -456,13 +492,20 @@ def decide_rows(
         int, tuple[Any, ...]
     ] = {}  # what the row holds now: rows that would not change are not written
     conn = session.connection()
-    for start in range(0, len(ids), 900):
-        for row in conn.execute(_DECIDE_ROWS.of(conn), {"ids": ids[start : start + 900]}):
-            cid, initial, cell, decision, confidence = row[:5]
-            st = fresh[int(cid)]
-            st.decision, st.confidence = decision, confidence
-            current[int(cid)] = (bool(initial), cell)
-            stored[int(cid)] = (*row[5:], cell)
+    if rows is not None:
+        found: Iterable[Any] = [rows[k] for k in ids if k in rows]
+    else:
+        found = (
+            row
+            for start in range(0, len(ids), 900)
+            for row in conn.execute(_DECIDE_ROWS.of(conn), {"ids": ids[start : start + 900]})
+        )
+    for row in found:
+        cid, initial, cell, decision, confidence = row[:5]
+        st = fresh[int(cid)]
+        st.decision, st.confidence = decision, confidence
+        current[int(cid)] = (bool(initial), cell)
+        stored[int(cid)] = (*row[5:], cell)
     members = frozenset(cid for cid, (flag, _) in current.items() if flag)
     if initial_flags is not None:
         initial_flags.update((cid, flag) for cid, (flag, _) in current.items())
