@@ -288,7 +288,7 @@ def _filled_cells(session: Session, synset_id: str, tables: StoredTables) -> set
 def _skip_scan() -> Any:
     """The synset's open cells by a recursive query: each step seeks the smallest cell above the last
     (a loose index scan, which neither backend plans by itself), all in one round trip."""
-    first = select(func.min(_CI.cell).label("cell")).where(_CI.synset_id == bindparam("sid"))
+    first = select(func.min(_CI.cell).label("cell")).where(_CI.synset_id == bindparam("sid"), _CI.cell > -1)
     cells = first.cte("open_cells", recursive=True)
     above = select(func.min(_CI.cell)).where(_CI.synset_id == bindparam("sid"), _CI.cell > cells.c.cell)
     cells = cells.union_all(select(above.scalar_subquery()).where(cells.c.cell.is_not(None)))
@@ -639,7 +639,9 @@ def assign_task(
     if postgres:  # the task and its items in one statement (inside the write gate every round trip counts)
         cids, golds = [cid for cid, _ in items], [g for _, g in items]
         args = {**task, "cids": cids, "positions": list(range(len(items))), "golds": golds}
-        task_id = int(conn.execute(_NEW_TASK_WITH_ITEMS, args).scalars().first())
+        first = conn.execute(_NEW_TASK_WITH_ITEMS, args).scalars().first()
+        assert first is not None  # a task has at least one item here
+        task_id = int(first)
     else:
         key = conn.execute(_NEW_TASK, task).inserted_primary_key
         assert key is not None

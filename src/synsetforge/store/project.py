@@ -271,7 +271,7 @@ class Project:
         # reads without BEGIN/COMMIT on PostgreSQL (see `reading`)
         self._reads = (
             sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
-            if engine.dialect.name == "postgresql" and os.environ.get("SF_EXP_AC", "1") == "1"
+            if engine.dialect.name == "postgresql"
             else self._sessions
         )
         self._hierarchy: Hierarchy | None = None
