@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, select, text, union_all, update
+from sqlalchemy import bindparam, exists, func, insert, select, text, true, union_all, update
 from sqlalchemy.orm import Session
 
 from synsetforge.crowd.consensus import ImageStats, SynsetState
@@ -45,7 +45,7 @@ from synsetforge.crowd.tallies import (
 )
 from synsetforge.errors import NotFoundError
 from synsetforge.store import schema
-from synsetforge.store.idlist import BulkInsert, PerDialect, ids_in, table_of
+from synsetforge.store.idlist import BulkInsert, PerDialect, ids_in, table_of, unnest_arrays
 
 SCAN_SYNSETS = 8  # synsets examined per assignment before settling for the best partial grid
 
@@ -126,8 +126,6 @@ OPEN_TASK = (
 _CI = schema.CrowdImage
 
 
-# What `_verify` re-reads of each chosen image under the lock, in one statement (one snapshot; inside the
-# write gate every round trip counts): its tallies, the open tasks holding it, whether the worker voted.
 def _held(dialect: str) -> Any:
     """How many open, unexpired tasks of :sid hold each of :ids (gold items excluded), as a derived table.
 
@@ -163,6 +161,8 @@ def _with_held(dialect: str, *columns: Any) -> Any:
     )
 
 
+# What `_verify` re-reads of each chosen image under the lock, in one statement (one snapshot; inside the
+# write gate every round trip counts): its tallies, the open tasks holding it, whether the worker voted.
 _FRESH = PerDialect(lambda d: _with_held(d, *ROW_COLUMNS))
 _C = schema.Candidate
 _DECISIONS = PerDialect(lambda d: select(_C.id, _C.decision).where(ids_in(_C.id, d)))
@@ -339,7 +339,7 @@ def _rank(
         return fresh
 
     def keep(ids: list[int], state: SynsetState) -> None:
-        """Rank those of `ids` that still want a vote this worker may give (two queries for the lot)."""
+        """Rank those of `ids` that still want a vote this worker may give (one query for the lot)."""
         if not ids:
             return
         held, mine = taken(session, now, syn.synset_id, worker_id, ids)
@@ -400,7 +400,7 @@ def _rank(
             skipped = True
             continue
         todo.append(y * CELL + n)
-    pending = initial_rows  # read, not yet filtered: filtered in lots (two queries per lot, not per cell)
+    pending = initial_rows  # read, not yet filtered: filtered in lots (one query per lot, not per cell)
     while True:
         if len(order) + len(pending) // 2 >= target:
             keep(pending, state_now())
@@ -667,13 +667,19 @@ _NEW_TASK = insert(_T).values(
 _NEW_ITEMS = BulkInsert(
     table_of(schema.TaskItem), ("task_id", "candidate_id", "position", "is_gold", "box_id")
 )
-# PostgreSQL: both inserts at once (the items' foreign key check runs at the end of the statement, when the
-# task row is there)
-_NEW_TASK_WITH_ITEMS = text(
-    "WITH task AS (INSERT INTO tasks (worker_id, synset_id, kind, status, created_at, expires_at) "
-    "VALUES (:wid, :sid, 'verify', 'open', :created, :expires) RETURNING id) "
-    "INSERT INTO task_items (task_id, candidate_id, position, is_gold, box_id) "
-    "SELECT task.id, item.candidate_id, item.position, item.is_gold, NULL FROM task, "
-    "unnest(CAST(:cids AS BIGINT[]), CAST(:positions AS INTEGER[]), CAST(:golds AS BOOLEAN[])) "
-    "AS item(candidate_id, position, is_gold) RETURNING task_id"
+# PostgreSQL: both inserts at once, `_NEW_TASK` as a CTE (the items' foreign key check runs at the end of
+# the statement, when the task row is there); the items come in as arrays (`store.idlist`)
+_TASK_ROW_ID = _NEW_TASK.returning(_T.id).cte("task")
+_ITEM_ARRAYS = unnest_arrays(
+    table_of(schema.TaskItem), {"cids": "candidate_id", "positions": "position", "golds": "is_gold"}
+)
+_NEW_TASK_WITH_ITEMS = (
+    insert(table_of(schema.TaskItem))
+    .from_select(
+        ["task_id", "candidate_id", "position", "is_gold"],
+        select(
+            _TASK_ROW_ID.c.id, _ITEM_ARRAYS.c.cids, _ITEM_ARRAYS.c.positions, _ITEM_ARRAYS.c.golds
+        ).select_from(_TASK_ROW_ID.join(_ITEM_ARRAYS, true())),  # one task row, every item
+    )
+    .returning(schema.TaskItem.task_id)
 )

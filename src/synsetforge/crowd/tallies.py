@@ -459,11 +459,12 @@ def recount_rows(session: Session, ids: Iterable[int]) -> tuple[dict[int, ImageS
     rows: dict[int, Any] = {}
     keys = sorted(out)
     conn = session.connection()
+    sums = []
     for start in range(0, len(keys), 900):
         for row in conn.execute(_RECOUNT_ROWS.of(conn), {"ids": keys[start : start + 900]}):
-            cid = int(row[0])
-            rows[cid] = row[:_N_ROW]
-            fill_sums(out, [(cid, *row[_N_ROW:])])
+            rows[int(row[0])] = row[:_N_ROW]
+            sums.append((row[0], *row[_N_ROW:]))
+    fill_sums(out, sums)
     missing = [k for k in keys if k not in rows]
     if missing:
         out.update(recount(session, missing))

@@ -64,7 +64,7 @@ class BulkInsert(_RowsStatement):
     def __init__(self, table: Table, columns: Sequence[str]) -> None:
         self.params = tuple(columns)
         self._plain = insert(table)
-        rows = _unnest(table, {c: c for c in self.params})
+        rows = unnest_arrays(table, {c: c for c in self.params})
         self._arrays = insert(table).from_select(
             [table.c[c] for c in self.params], select(*(rows.c[c] for c in self.params))
         )
@@ -82,7 +82,7 @@ class BulkUpdate(_RowsStatement):
             .where(table.c[key[1]] == bindparam(key[0]))
             .values({column: bindparam(param) for param, column in values.items()})
         )
-        rows = _unnest(table, {key[0]: key[1], **values})
+        rows = unnest_arrays(table, {key[0]: key[1], **values})
         self._arrays = (
             update(table)
             .where(table.c[key[1]] == rows.c[key[0]])
@@ -90,7 +90,7 @@ class BulkUpdate(_RowsStatement):
         )
 
 
-def _unnest(table: Table, params: dict[str, str]) -> Any:
+def unnest_arrays(table: Table, params: dict[str, str]) -> Any:
     """`unnest(:p1, :p2, ...) AS anon(p1, p2, ...)`, each parameter an array of its column's type."""
     arrays = [bindparam(p, type_=ARRAY(table.c[column].type)) for p, column in params.items()]
     return func.unnest(*arrays).table_valued(*params).render_derived()
