@@ -755,6 +755,7 @@ class Result:
     max_ms: float
     server_cpu_ms: float
     db_cpu_ms: float | None
+    client_cpu_ms: float  # the load generator's own CPU: it shares the machine's cores with the server
     server_mib: float
     rebuild_points: int
     ok: bool
@@ -795,13 +796,17 @@ def run_one(backend: str, size: int, code: Code, args: argparse.Namespace) -> Re
             server_cpu = CpuMeter(lambda: process_tree(server.pid))
             db_cpu = CpuMeter(lambda: pg_backends(args.pg_dsn, dbname) if dbname else [])
 
+            client_cpu = [0.0, 0.0]
+
             def measure_start() -> None:
                 server_cpu.start()
                 db_cpu.start()
+                client_cpu[0] = time.process_time()
 
             def measure_stop() -> None:
                 server_cpu.stop()
                 db_cpu.stop()
+                client_cpu[1] = time.process_time() - client_cpu[0]
 
             try:
                 stats, elapsed = asyncio.run(
@@ -830,8 +835,8 @@ def run_one(backend: str, size: int, code: Code, args: argparse.Namespace) -> Re
     result = Result(
         backend, size, code.name, procs, len(stats.acked) / elapsed, pct(stats.task_ms, 50),
         pct(stats.task_ms, 99), pct(stats.submit_ms, 50), pct(stats.submit_ms, 99), slowest,
-        server_cpu.seconds * 1000 / tasks, db_cpu.seconds * 1000 / tasks if dbname else None, server_mib, crossed,
-        ok, stats.cut,
+        server_cpu.seconds * 1000 / tasks, db_cpu.seconds * 1000 / tasks if dbname else None,
+        client_cpu[1] * 1000 / tasks, server_mib, crossed, ok, stats.cut,
     )  # fmt: skip
     print(
         f"{label}: {args.workers} workers, {procs} server process(es), {elapsed:.1f} s: "
@@ -845,6 +850,7 @@ def run_one(backend: str, size: int, code: Code, args: argparse.Namespace) -> Re
             if result.db_cpu_ms is not None
             else ", database: SQLite runs inside the server process (included in the server's figure)"
         )
+        + f"; load generator {result.client_cpu_ms:.1f} ms (this process, on the same cores)"
         + f"; server memory peak {server_mib:.0f} MiB (sum of VmHWM)\n"
         f"{label}: table rebuild points crossed: {crossed} (each ~20% growth of a synset's votes); "
         f"errors {dict(stats.errors) or 'none'}"

@@ -5,11 +5,25 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, select
+import pytest
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    select,
+)
 
 from synsetforge.store import Project
-from synsetforge.store.idlist import BulkInsert, BulkUpdate, PerDialect, ids_in
+from synsetforge.store.idlist import BulkInsert, BulkUpdate, PerDialect, Together, ids_in
 
 META = MetaData()
 PROBE = Table(
@@ -66,3 +80,42 @@ def test_rows_and_lists_round_trip_on_both_backends(tmp_path: Path, db_url: str)
     assert (got[4].decision, got[4].w) == ("<b>rejected</b>", 1.0)
     assert (got[5].cell, got[5].w) == (None, 2.0)
     assert (got[6].cell, got[6].w, got[6].yes) == (6, 1.5, True)  # untouched by the updates
+
+
+WEIGH = BulkUpdate(PROBE, ("_k", "cid"), {"_w": "w"})
+BOTH = Together(INSERT, WEIGH)
+
+
+def test_writes_together_are_one_statement_on_postgresql_and_the_same_rows_everywhere(
+    tmp_path: Path, db_url: str
+) -> None:
+    now = datetime.now(UTC)
+    row = {"yes": True, "w": 1.0, "cell": None, "decision": None, "at": now}
+    statements: list[str] = []
+    with Project.init(tmp_path / "p", db=db_url) as p:
+        META.create_all(p.engine)
+        with p.engine.begin() as conn:
+            INSERT.run(conn, [{**row, "cid": i} for i in (1, 2, 3)])
+
+            @event.listens_for(conn, "before_cursor_execute")
+            def count(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+                statements.append(statement)
+
+            BOTH.run(
+                conn, [{**row, "cid": 4}, {**row, "cid": 5}], [{"_k": 1, "_w": 7.5}, {"_k": 3, "_w": 0.5}]
+            )
+            BOTH.run(conn, [], [{"_k": 2, "_w": 2.5}])  # one list empty: an empty array
+            BOTH.run(conn, [], [])  # nothing to write: no statement
+            event.remove(conn, "before_cursor_execute", count)
+            got = {int(r.cid): float(r.w) for r in conn.execute(select(PROBE.c.cid, PROBE.c.w))}
+        META.drop_all(p.engine)
+    assert got == {1: 7.5, 2: 2.5, 3: 0.5, 4: 1.0, 5: 1.0}
+    if db_url.startswith("postgresql"):
+        assert len(statements) == 2 and all(s.lstrip().startswith("WITH w1 AS") for s in statements)
+    else:
+        assert len(statements) == 3  # an insert and an update, then an update (the empty insert is skipped)
+
+
+def test_writes_together_refuse_a_missing_row_list() -> None:
+    with pytest.raises(ValueError, match="2 row lists expected, 1 given"):
+        BOTH.run(None, [])  # type: ignore[arg-type]

@@ -27,11 +27,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from synsetforge.crowd import incremental
 from synsetforge.crowd import workers as wk
 from synsetforge.crowd.assign import (
     OPEN_TASK,
+    Contended,
     as_utc,
     assign_task,
     lock_worker,
@@ -53,7 +55,7 @@ from synsetforge.crowd.tallies import StoredTables, refresh_planner_statistics
 from synsetforge.crowd.tokens import completion_code
 from synsetforge.errors import InputError, NotFoundError
 from synsetforge.store import schema
-from synsetforge.store.idlist import BulkInsert, table_of
+from synsetforge.store.idlist import BulkInsert, BulkUpdate, Together, table_of
 from synsetforge.store.project import Project
 
 SWEEP_EVERY_S = 15.0
@@ -150,7 +152,13 @@ _TASK_ROWS_LOCKED = _TASK_ROWS.with_for_update(of=_T)
 _NEW_VOTES = BulkInsert(
     table_of(_V), ("candidate_id", "worker_id", "task_id", "label", "is_gold", "weight", "created_at")
 )
+_TASK_DONE = BulkUpdate(
+    table_of(_T), ("_tid", "id"), {"_status": "status", "_at": "submitted_at", "_code": "completion_code"}
+)
+_GOLD_SCORE = BulkUpdate(table_of(_W), ("_wid", "id"), {"_total": "gold_total", "_correct": "gold_correct"})
+_SUBMITTED = Together(_NEW_VOTES, _TASK_DONE, _GOLD_SCORE)
 
+CONTENDED_RETRIES = 4  # PostgreSQL: new tries of an assignment that found its images locked (`Contended`)
 PG_WRITERS = 1  # write transactions at once per process on PostgreSQL (`WriteGate`)
 _SQLITE_GATES: dict[str, WriteGate] = {}
 _SQLITE_GATES_GUARD = threading.Lock()
@@ -407,8 +415,15 @@ class CrowdService:
         is built from what was inserted and the progress read before the lock, not read back: on
         PostgreSQL every round trip inside the write gate delays the writers queued behind it.
         """
-        now = datetime.now(UTC)
         self._ensure_checked()
+        for attempt in range(CONTENDED_RETRIES + 1):
+            try:
+                return self._next_task(worker_id, datetime.now(UTC))
+            except Contended:  # rolled back: the locks and the gate are free for the others meanwhile
+                time.sleep(0.02 * (attempt + 1))
+        return None
+
+    def _next_task(self, worker_id: int, now: datetime) -> TaskView | None:
         with self.read() as s:
             found = s.connection().execute(_WORKER_STATE_PROGRESS, {"wid": worker_id, "now": now}).first()
             if found is None:
@@ -543,27 +558,39 @@ class CrowdService:
                         f"{len(strangers)} answer(s) name images that are not in task {task_id}: "
                         f"{sorted(strangers)[:5]}"
                     )
-                _NEW_VOTES.run(
-                    s.connection(),
-                    [
-                        {
-                            "candidate_id": cid,
-                            "worker_id": worker_id,
-                            "task_id": task_id,
-                            "label": cid in ticked,
-                            "is_gold": bool(is_gold),
-                            "weight": 1.0,
-                            "created_at": now,
-                        }
-                        for cid, is_gold in sorted(items)
-                    ],
-                )
+                votes = [
+                    {
+                        "candidate_id": cid,
+                        "worker_id": worker_id,
+                        "task_id": task_id,
+                        "label": cid in ticked,
+                        "is_gold": bool(is_gold),
+                        "weight": 1.0,
+                        "created_at": now,
+                    }
+                    for cid, is_gold in sorted(items)
+                ]
                 gold_ids = [cid for cid, is_gold in items if is_gold]
-                if answers:
-                    worker.gold_total += len(answers)
-                    worker.gold_correct += sum((cid in ticked) == ans for cid, ans in answers.items())
                 code = completion_code()
-                task.status, task.submitted_at, task.completion_code = "submitted", now, code
+                done = {"_tid": task_id, "_status": "submitted", "_at": now, "_code": code}
+                scored = []
+                if answers:  # the worker's row is locked: read, add, write
+                    right = sum((cid in ticked) == ans for cid, ans in answers.items())
+                    scored = [
+                        {
+                            "_wid": worker_id,
+                            "_total": worker.gold_total + len(answers),
+                            "_correct": worker.gold_correct + right,
+                        }
+                    ]
+                # the votes, the task's new state and the worker's gold score: one round trip on PostgreSQL
+                _SUBMITTED.run(s.connection(), votes, [done], scored)
+                # what it wrote, on the session's objects without making them dirty (no second write)
+                for key, value in (("status", "submitted"), ("submitted_at", now), ("completion_code", code)):
+                    set_committed_value(task, key, value)
+                for row in scored:
+                    set_committed_value(worker, "gold_total", row["_total"])
+                    set_committed_value(worker, "gold_correct", row["_correct"])
                 own = {cid for cid, is_gold in items if not is_gold}
                 reason = wk.block_reason(worker, self.settings)
                 if reason is None:

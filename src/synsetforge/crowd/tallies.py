@@ -44,7 +44,7 @@ from synsetforge.crowd.record import CONSENSUS_KEYS, RECORD_COLUMNS, remember_re
 from synsetforge.crowd.settings import CrowdSettings
 from synsetforge.store import schema
 from synsetforge.store.bulk import insert_ignore
-from synsetforge.store.idlist import BulkUpdate, PerDialect, ids_in, table_of
+from synsetforge.store.idlist import BulkUpdate, PerDialect, Together, ids_in, table_of
 
 CELL = 1000  # cell = yes * CELL + no
 EMPTY_TTL_S = 2.0
@@ -551,8 +551,7 @@ def decide_rows(
             changed += 1
         was_open = current[cid][1] is not None
         opened += int(decision is None) - int(was_open)
-    _WRITE_TALLIES.run(conn, tallies)
-    _WRITE_DECISIONS.run(conn, decisions)
+    _WRITE_ROWS.run(conn, tallies, decisions)
     return changed, opened
 
 
@@ -565,6 +564,7 @@ _WRITE_TALLIES = BulkUpdate(  # one statement per call on PostgreSQL (`store.idl
 _WRITE_DECISIONS = BulkUpdate(
     _CANDIDATES, ("_id", "id"), {"_decision": "decision", "_confidence": "confidence"}
 )
+_WRITE_ROWS = Together(_WRITE_TALLIES, _WRITE_DECISIONS)  # PostgreSQL: one round trip for both
 
 
 def now_utc() -> datetime:

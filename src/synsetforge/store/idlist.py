@@ -44,6 +44,10 @@ class _RowsStatement:
     _plain: Any
     _arrays: Any
 
+    def arrays(self, prefix: str) -> Any:
+        """The PostgreSQL statement with each parameter bound as `prefix` + its name."""
+        raise NotImplementedError
+
     def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
@@ -62,11 +66,15 @@ class BulkInsert(_RowsStatement):
     """
 
     def __init__(self, table: Table, columns: Sequence[str]) -> None:
+        self.table = table
         self.params = tuple(columns)
         self._plain = insert(table)
-        rows = unnest_arrays(table, {c: c for c in self.params})
-        self._arrays = insert(table).from_select(
-            [table.c[c] for c in self.params], select(*(rows.c[c] for c in self.params))
+        self._arrays = self.arrays("")
+
+    def arrays(self, prefix: str) -> Any:
+        rows = unnest_arrays(self.table, {c: c for c in self.params}, prefix)
+        return insert(self.table).from_select(
+            [self.table.c[c] for c in self.params], select(*(rows.c[c] for c in self.params))
         )
 
 
@@ -76,23 +84,62 @@ class BulkUpdate(_RowsStatement):
     unnest(...)` with one array per parameter; SQLite: an executemany of `UPDATE ... WHERE key = ?`."""
 
     def __init__(self, table: Table, key: tuple[str, str], values: dict[str, str]) -> None:
+        self.table, self.key, self.values = table, key, values
         self.params = (key[0], *values)
         self._plain = (
             update(table)
             .where(table.c[key[1]] == bindparam(key[0]))
             .values({column: bindparam(param) for param, column in values.items()})
         )
-        rows = unnest_arrays(table, {key[0]: key[1], **values})
-        self._arrays = (
-            update(table)
-            .where(table.c[key[1]] == rows.c[key[0]])
-            .values({column: rows.c[param] for param, column in values.items()})
+        self._arrays = self.arrays("")
+
+    def arrays(self, prefix: str) -> Any:
+        rows = unnest_arrays(self.table, {self.key[0]: self.key[1], **self.values}, prefix)
+        return (
+            update(self.table)
+            .where(self.table.c[self.key[1]] == rows.c[self.key[0]])
+            .values({column: rows.c[param] for param, column in self.values.items()})
         )
 
 
-def unnest_arrays(table: Table, params: dict[str, str]) -> Any:
-    """`unnest(:p1, :p2, ...) AS anon(p1, p2, ...)`, each parameter an array of its column's type."""
-    arrays = [bindparam(p, type_=ARRAY(table.c[column].type)) for p, column in params.items()]
+class Together:
+    """Row writes that go together (`BulkInsert`, `BulkUpdate`) as one statement on PostgreSQL: the first
+    writes, the rest ride along as data-modifying CTEs (`WITH w1 AS (UPDATE ...) INSERT ...`), an empty
+    list as an empty array. SQLite runs each on its own (no round trips there).
+
+    Why: inside a write gate every round trip to PostgreSQL delays the writers queued behind it (about
+    1 ms each under load). The parts must touch different rows and not read what another writes: they
+    all see the one snapshot the statement starts with. Each part's parameters are bound under a prefix
+    of their own (`p0_`, `p1_`, ...): SQLAlchemy fills an UPDATE's SET clause from any execution
+    parameter named like one of its table's columns, so a part's `worker_id` must not reach another's.
+    """
+
+    def __init__(self, *parts: _RowsStatement) -> None:
+        self.parts = parts
+        first, *rest = (part.arrays(f"p{i}_") for i, part in enumerate(parts))
+        self._arrays = first.add_cte(*(s.cte(f"w{i}") for i, s in enumerate(rest, 1)))
+
+    def run(self, conn: Connection, *rows: Sequence[dict[str, Any]]) -> None:
+        if len(rows) != len(self.parts):
+            raise ValueError(f"{len(self.parts)} row lists expected, {len(rows)} given")
+        if conn.dialect.name != "postgresql":
+            for part, some in zip(self.parts, rows, strict=True):
+                part.run(conn, some)
+            return
+        if not any(rows):
+            return
+        args = {
+            f"p{i}_{p}": [r[p] for r in some]
+            for i, (part, some) in enumerate(zip(self.parts, rows, strict=True))
+            for p in part.params
+        }
+        conn.execute(self._arrays, args)
+
+
+def unnest_arrays(table: Table, params: dict[str, str], prefix: str = "") -> Any:
+    """`unnest(:p1, :p2, ...) AS anon(p1, p2, ...)`, each parameter an array of its column's type, bound
+    as `prefix` + its name."""
+    arrays = [bindparam(prefix + p, type_=ARRAY(table.c[column].type)) for p, column in params.items()]
     return func.unnest(*arrays).table_valued(*params).render_derived()
 
 
