@@ -14,13 +14,15 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 
 from synsetforge.crowd import assign, record, tallies
+from synsetforge.crowd import service as service_module
 from synsetforge.crowd.drive import load_truth
 from synsetforge.crowd.gold import gold_from_ground_truth
 from synsetforge.crowd.seed import add_synthetic_candidates
@@ -213,3 +215,116 @@ def test_an_idle_connection_cut_by_the_server_is_replaced(
             s.execute(text("SELECT count(*) FROM synsets")).scalar()
         with p.session() as s:
             assert s.execute(text("SELECT count(*) FROM synsets")).scalar() == 1
+
+
+def test_a_submit_writes_votes_task_and_gold_score_in_one_statement_on_postgresql(
+    campaign: tuple[Project, CrowdService, list[int]],
+) -> None:
+    p, svc, _workers = campaign
+    w = svc.invite("new").worker_id  # on probation: the task carries gold
+    view = svc.next_task(w)
+    assert view is not None
+    with p.session() as s:
+        before = s.get(schema.Worker, w)
+        assert before is not None
+        gold_before = (before.gold_total, before.gold_correct)
+        answers = dict(
+            s.execute(
+                select(schema.TaskItem.candidate_id, schema.Gold.answer)
+                .join(schema.Gold, schema.Gold.candidate_id == schema.TaskItem.candidate_id)
+                .where(schema.TaskItem.task_id == view.task_id, schema.TaskItem.is_gold.is_(True))
+            ).all()
+        )
+    assert answers  # the task carries gold, so the worker's gold score moves
+    yes = [c for c in view.items if c % 2 == 0]
+    statements: list[str] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(p.engine, "before_cursor_execute", seen)
+    try:
+        result = svc.submit(w, view.task_id, yes)
+    finally:
+        event.remove(p.engine, "before_cursor_execute", seen)
+    with p.session() as s:
+        task = s.get(schema.Task, view.task_id)
+        after = s.get(schema.Worker, w)
+        votes = dict(
+            s.execute(
+                select(schema.Vote.candidate_id, schema.Vote.label).where(schema.Vote.task_id == view.task_id)
+            ).all()
+        )
+    assert task is not None and after is not None
+    assert (task.status, task.completion_code) == (
+        "submitted",
+        result.completion_code,
+    ) and task.submitted_at is not None
+    right = sum((c in yes) == bool(a) for c, a in answers.items())
+    assert (after.gold_total, after.gold_correct) == (gold_before[0] + len(answers), gold_before[1] + right)
+    assert votes == {c: c in yes for c in view.items}
+    inserts = [x for x in statements if "INSERT INTO votes" in x]
+    alone = [x for x in statements if x.startswith(("UPDATE tasks SET status=", "UPDATE workers SET gold"))]
+    if p.dialect == "postgresql":
+        assert len(inserts) == 1 and "UPDATE tasks" in inserts[0] and "UPDATE workers" in inserts[0]
+        assert not alone
+        writes = [x for x in statements if "UPDATE crowd_images" in x]
+        assert len(writes) == 1 and "UPDATE candidates" in writes[0]  # tallies and decisions together
+    else:
+        assert len(inserts) == 1 and len(alone) == 2
+    assert not any("table_data" in x for x in statements)  # the parsed table answers needs_rebuild
+
+
+def test_the_parsed_table_answers_needs_rebuild_as_the_stored_one(
+    campaign: tuple[Project, CrowdService, list[int]],
+) -> None:
+    p, svc, _workers = campaign
+    fp = tallies.settings_fingerprint(svc.settings)
+    checked = 0
+    with p.session() as s:
+        for sid in SYNSETS:
+            syn = tallies.lock_synset(s, sid)
+            table = svc.stored.get(syn)
+            if table is None:
+                continue
+            for fp_initial in (syn.fp_initial, "moved"):  # the initial subset moved since the table, or not
+                syn.fp_initial = fp_initial
+                assert tallies._table_initial_size(syn, table) == tallies._table_initial_size(syn)
+                for size in (syn.initial_size, syn.initial_size + 1):
+                    syn.initial_size = size
+                    assert tallies.needs_rebuild(syn, svc.settings, fp, table) == tallies.needs_rebuild(
+                        syn, svc.settings, fp
+                    )
+                    checked += 1
+            s.expire(syn)  # the changes above were for the test only: not written
+    assert checked >= 4  # both synsets have tables
+
+
+@pytest.mark.postgres
+def test_a_contended_assignment_waits_outside_the_write_gate(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Project.init(tmp_path / "p", db=pg_url) as p:
+        p.add_synsets(SYNSETS)
+        add_synthetic_candidates(p, SYNSETS, 60, precision=0.3, render=False)
+        svc = CrowdService(p, CrowdSettings(grid_size=12, gold_per_task=0), seed=3)
+        worker = svc.invite("w").worker_id
+        pauses: list[tuple[float, bool]] = []
+
+        def pause(seconds: float) -> None:  # the gate is free while the assignment waits
+            pauses.append((seconds, svc._gate._free > 0 and not any(svc._gate._queues.values())))
+
+        monkeypatch.setattr(service_module.time, "sleep", pause)
+        other = psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://"))
+        try:  # another assignment holds every image
+            other.execute("SELECT id FROM candidates FOR NO KEY UPDATE")
+            assert svc.next_task(worker) is None  # nothing could be handed out, after every try
+            with p.session() as s:  # and nothing was left behind by the tries
+                assert not s.scalars(select(schema.Task.id)).all()
+        finally:
+            other.rollback()
+            other.close()
+        assert len(pauses) == service_module.CONTENDED_RETRIES + 1
+        assert all(free for _, free in pauses)
+        view = svc.next_task(worker)  # the locks gone, the worker gets a task
+        assert view is not None and len(view.items) == 12

@@ -101,7 +101,7 @@ def touch(
         syn.n_gold_votes += votes_added[1]
     syn.n_open += opened
     syn.last_vote_at = now_utc()
-    if needs_rebuild(syn, settings, fp):
+    if needs_rebuild(syn, settings, fp, table):
         request_refresh(session, syn)
     elif settings.method == "worker-aware" and not syn.refresh_queued:  # worker-aware (C2): refit due?
         from synsetforge.crowd import worker_aware

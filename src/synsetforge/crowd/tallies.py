@@ -360,8 +360,11 @@ def initial_complete(syn: schema.CrowdSynset | SynsetInfo) -> bool:
     return syn.initial_size > 0 and syn.initial_done >= syn.initial_size
 
 
-def needs_rebuild(syn: schema.CrowdSynset, settings: CrowdSettings, settings_fp: str) -> bool:
-    """The table's inputs moved enough to rebuild it now (a background job; see `consensus`).
+def needs_rebuild(
+    syn: schema.CrowdSynset, settings: CrowdSettings, settings_fp: str, table: ConfidenceTable | None = None
+) -> bool:
+    """The table's inputs moved enough to rebuild it now (a background job; see `consensus`). `table`: the
+    synset's current table where the caller holds it parsed (else its stored form is read when needed).
 
     Now: other settings, the initial subset completed (or lost an image's votes to a block), its
     membership changed, or the synset's votes (gold votes under gold calibration) grew by about 20% since
@@ -379,7 +382,7 @@ def needs_rebuild(syn: schema.CrowdSynset, settings: CrowdSettings, settings_fp:
         return True
     if not has:
         return False
-    if syn.fp_initial != syn.table_fp_initial and _table_initial_size(syn) != syn.initial_size:
+    if syn.fp_initial != syn.table_fp_initial and _table_initial_size(syn, table) != syn.initial_size:
         return True
     if settings.calibration == "gold":
         return log_bucket(syn.n_gold_votes) != log_bucket(syn.table_gold_votes)
@@ -388,7 +391,12 @@ def needs_rebuild(syn: schema.CrowdSynset, settings: CrowdSettings, settings_fp:
     )
 
 
-def _table_initial_size(syn: schema.CrowdSynset) -> int | None:
+def _table_initial_size(syn: schema.CrowdSynset, table: ConfidenceTable | None = None) -> int | None:
+    """The size of the initial subset the table was built from. From `table` where given: the stored form
+    is a deferred column, and reading it (a round trip and a JSON parse inside the synset's lock) cost
+    every second submit, as votes on open initial images move `fp_initial`."""
+    if table is not None:
+        return int(table.n_initial)
     data = syn.table_data
     return int(data["n_initial"]) if isinstance(data, dict) and data.get("n_initial") is not None else None
 
