@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from synsetforge.crowd import assign, record, tallies
 from synsetforge.crowd import service as service_module
+from synsetforge.crowd.assign import as_utc
 from synsetforge.crowd.drive import load_truth
 from synsetforge.crowd.gold import gold_from_ground_truth
 from synsetforge.crowd.seed import add_synthetic_candidates
@@ -235,8 +236,11 @@ def test_a_submit_writes_votes_task_and_gold_score_in_one_statement_on_postgresq
                 .where(schema.TaskItem.task_id == view.task_id, schema.TaskItem.is_gold.is_(True))
             ).all()
         )
+        c = schema.Candidate
+        scores = dict(s.execute(select(c.id, c.confidence).where(c.id.in_(view.items))).all())
     assert answers  # the task carries gold, so the worker's gold score moves
     yes = [c for c in view.items if c % 2 == 0]
+    start = datetime.now(UTC)
     statements: list[str] = []
 
     def seen(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
@@ -255,6 +259,10 @@ def test_a_submit_writes_votes_task_and_gold_score_in_one_statement_on_postgresq
                 select(schema.Vote.candidate_id, schema.Vote.label).where(schema.Vote.task_id == view.task_id)
             ).all()
         )
+        rescored = s.execute(select(c.id, c.confidence, c.updated_at).where(c.id.in_(view.items))).all()
+    moved = [(cid, at) for cid, conf, at in rescored if conf != scores[cid]]
+    assert moved  # the votes moved some images' confidence: their rows say when
+    assert all(as_utc(at) >= start for _, at in moved)
     assert task is not None and after is not None
     assert (task.status, task.completion_code) == (
         "submitted",

@@ -23,7 +23,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -488,13 +488,38 @@ def decide_rows(
     initial_flags: dict[int, bool] | None = None,
     rows: dict[int, Any] | None = None,
 ) -> tuple[int, int]:
-    """Write fresh tallies of these images and their decisions under `table`; (decisions changed, change
-    in open images). Writers of a synset's rows hold its `crowd_synsets` row (`lock_synset`), so two never
-    update the same images at once (no deadlocks, whatever order a statement updates rows in). Images
-    without a live row are skipped; `initial_flags`, when given, gets each found image's initial flag;
+    """`decided` written: (decisions changed, change in open images)."""
+    out = decided(session, syn, settings, table, fresh, initial_flags, rows)
+    _WRITE_ROWS.run(session.connection(), out.tallies, out.decisions)
+    return out.changed, out.opened
+
+
+@dataclass
+class Decided:
+    """What re-deciding some images changes: counts, and the rows to write (`_WRITE_ROWS`)."""
+
+    changed: int = 0
+    opened: int = 0
+    tallies: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def decided(
+    session: Session,
+    syn: schema.CrowdSynset,
+    settings: CrowdSettings,
+    table: ConfidenceTable | None,
+    fresh: dict[int, ImageStats],
+    initial_flags: dict[int, bool] | None = None,
+    rows: dict[int, Any] | None = None,
+) -> Decided:
+    """Fresh tallies of these images and their decisions under `table`, to be written by the caller (rows
+    that would not change are left out). Writers of a synset's rows hold its `crowd_synsets` row
+    (`lock_synset`), so two never update the same images at once (no deadlocks, whatever order a statement
+    updates rows in). Images without a live row are skipped; `initial_flags`, when given, gets each found image's initial flag;
     `rows`: the images' live rows as `recount_rows` read them (else they are read here)."""
     if not fresh:
-        return 0, 0
+        return Decided()
     ids = sorted(fresh)
     current: dict[int, tuple[bool, int | None]] = {}
     stored: dict[
@@ -528,6 +553,7 @@ def decide_rows(
     changed = opened = 0
     tallies: list[dict[str, Any]] = []
     decisions: list[dict[str, Any]] = []
+    at = now_utc()
     for cid in sorted(current):
         st = fresh[cid]
         decision, confidence = state.evaluate(cid)
@@ -555,12 +581,11 @@ def decide_rows(
             confidence is not None and st.confidence is not None and abs(confidence - st.confidence) < 1e-9
         )
         if decision != st.decision or not same_conf:
-            decisions.append({"_id": cid, "_decision": decision, "_confidence": confidence})
+            decisions.append({"_id": cid, "_decision": decision, "_confidence": confidence, "_at": at})
             changed += 1
         was_open = current[cid][1] is not None
         opened += int(decision is None) - int(was_open)
-    _WRITE_ROWS.run(conn, tallies, decisions)
-    return changed, opened
+    return Decided(changed, opened, tallies, decisions)
 
 
 _IMAGES, _CANDIDATES = table_of(schema.CrowdImage), table_of(schema.Candidate)
@@ -569,10 +594,21 @@ _WRITE_TALLIES = BulkUpdate(  # one statement per call on PostgreSQL (`store.idl
     ("_id", "candidate_id"),
     {k: k for k in ("n_full", "n_counted", "n_all", "yes_w", "no_w", "id_sum", "llr", "cell")},
 )
-_WRITE_DECISIONS = BulkUpdate(
-    _CANDIDATES, ("_id", "id"), {"_decision": "decision", "_confidence": "confidence"}
+_WRITE_DECISIONS = BulkUpdate(  # updated_at given: a Python-side onupdate is not run inside a CTE
+    _CANDIDATES, ("_id", "id"), {"_decision": "decision", "_confidence": "confidence", "_at": "updated_at"}
 )
 _WRITE_ROWS = Together(_WRITE_TALLIES, _WRITE_DECISIONS)  # PostgreSQL: one round trip for both
+COUNTER_PARAMS = {
+    "n_votes": "_votes",
+    "n_gold_votes": "_gold_votes",
+    "n_open": "_open",
+    "last_vote_at": "_at",
+}
+_WRITE_COUNTERS = BulkUpdate(
+    table_of(schema.CrowdSynset), ("_sid", "synset_id"), {p: column for column, p in COUNTER_PARAMS.items()}
+)
+# a submit's writes under the synset lock, its counters included: one round trip on PostgreSQL
+WRITE_ROWS_AND_COUNTERS = Together(_WRITE_TALLIES, _WRITE_DECISIONS, _WRITE_COUNTERS)
 
 
 def now_utc() -> datetime:
