@@ -316,7 +316,7 @@ def test_a_contended_assignment_waits_outside_the_write_gate(
         p.add_synsets(SYNSETS)
         add_synthetic_candidates(p, SYNSETS, 60, precision=0.3, render=False)
         svc = CrowdService(p, CrowdSettings(grid_size=12, gold_per_task=0), seed=3)
-        worker = svc.invite("w").worker_id
+        first, second = svc.invite("first").worker_id, svc.invite("second").worker_id
         pauses: list[tuple[float, bool]] = []
 
         def pause(seconds: float) -> None:  # the gate is free while the assignment waits
@@ -324,15 +324,19 @@ def test_a_contended_assignment_waits_outside_the_write_gate(
 
         monkeypatch.setattr(service_module.time, "sleep", pause)
         other = psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://"))
-        try:  # another assignment holds every image
+        try:
+            # a writer holding the images' rows (a submit re-deciding them) does not stop an assignment
             other.execute("SELECT id FROM candidates FOR NO KEY UPDATE")
-            assert svc.next_task(worker) is None  # nothing could be handed out, after every try
+            assert svc.next_task(first) is not None and not pauses
+            # another assignment's claims on every image do: nothing is handed out, after every try
+            other.execute(f"SELECT pg_advisory_xact_lock({assign.ASSIGN_LOCKS}, id) FROM candidates")
+            assert svc.next_task(second) is None
             with p.session() as s:  # and nothing was left behind by the tries
-                assert not s.scalars(select(schema.Task.id)).all()
+                assert not s.scalars(select(schema.Task.id).where(schema.Task.worker_id == second)).all()
         finally:
             other.rollback()
             other.close()
         assert len(pauses) == service_module.CONTENDED_RETRIES + 1
         assert all(free for _, free in pauses)
-        view = svc.next_task(worker)  # the locks gone, the worker gets a task
+        view = svc.next_task(second)  # the claims gone, the worker gets a task
         assert view is not None and len(view.items) == 12

@@ -13,9 +13,10 @@ to `initial_votes` for an initial one), and never to a worker who has voted on i
 Concurrency, so that parallel requests never over-assign an image or give a worker a duplicate:
 - every assignment first locks the worker's row, so one worker's requests run one at a time (a worker holds
   at most one open task; asking again returns it);
-- PostgreSQL: the chosen candidates are then locked with `FOR NO KEY UPDATE SKIP LOCKED` and their open-task
-  counts re-read in a new statement (READ COMMITTED: it sees every assignment committed before the lock), so
-  two transactions can never both take an image's last slot, and nobody waits on another's choice;
+- PostgreSQL: the chosen candidates are then claimed with transaction-scoped advisory locks, taken only
+  where free (`pg_try_advisory_xact_lock`, see `_CLAIM`), and their open-task counts re-read in a new
+  statement (READ COMMITTED: it sees every assignment committed before the claim), so two transactions can
+  never both take an image's last slot, and nobody waits on another's choice;
 - SQLite: writes are serialized (the transaction starts with a write, which takes SQLite's single write
   lock, plus an in-process lock so threads queue instead of polling);
 - `votes` has UNIQUE(candidate_id, worker_id), the last line of defence.
@@ -165,10 +166,18 @@ def _with_held(dialect: str, *columns: Any) -> Any:
 _FRESH = PerDialect(lambda d: _with_held(d, *ROW_COLUMNS))
 _C = schema.Candidate
 _DECISIONS = PerDialect(lambda d: select(_C.id, _C.decision).where(ids_in(_C.id, d)))
-_DECISIONS_LOCKED = (  # PostgreSQL only
-    select(_C.id, _C.decision)
-    .where(ids_in(_C.id, "postgresql"))
-    .with_for_update(skip_locked=True, key_share=True)
+# PostgreSQL: claim the images no concurrent assignment holds, and read their decisions. A claim is an
+# advisory lock (ASSIGN_LOCKS, candidate id), released when the transaction ends (after its commit is
+# visible), taken with the "try" form: no waiting, the images held by others are left out. Not a row lock
+# (`FOR NO KEY UPDATE SKIP LOCKED` before): a submit re-deciding an image updates its candidate row, and
+# with the row locked by another process's assignment it waited, holding its synset's lock and its
+# process's write gate (8% of a loaded server's time); assignments also skipped every image a submit or a
+# table rebuild was writing. The claims are taken on the listed ids alone (MATERIALIZED), never on a scan.
+ASSIGN_LOCKS = 0x5346  # the advisory-lock space of assignments: keys (ASSIGN_LOCKS, candidate id)
+_CLAIM = text(
+    "WITH claimed AS MATERIALIZED (SELECT x.id FROM unnest(CAST(:ids AS BIGINT[])) AS x(id) "
+    f"WHERE pg_try_advisory_xact_lock({ASSIGN_LOCKS}, CAST(x.id AS INTEGER))) "
+    "SELECT c.id, c.decision FROM claimed JOIN candidates c ON c.id = claimed.id"
 )
 
 
@@ -481,11 +490,10 @@ def _verify(
     """Up to `want` candidates, best first, that still need a vote *now*, re-read in this transaction.
 
     The ranking comes from a read snapshot taken before the locks, so every candidate handed out is
-    checked fresh: its decision, its tallies and the open tasks holding it. On PostgreSQL the rows are
-    first locked with `FOR NO KEY UPDATE SKIP LOCKED` (no waiting, and no conflict with the
-    key-share locks that inserting votes takes); the checks then run in new statements (READ COMMITTED:
-    they see every assignment committed before the lock). If everything left was locked by others at that
-    instant, `Contended` is raised: the caller tries again shortly rather than tell the worker there is no
+    checked fresh: its decision, its tallies and the open tasks holding it. On PostgreSQL the images are
+    first claimed (`_CLAIM`: no waiting, no conflict with writes to their rows); the checks then run in a
+    new statement (READ COMMITTED: it sees every assignment committed before the claim). If everything left
+    was claimed by others at that instant, `Contended` is raised: the caller tries again shortly rather than tell the worker there is no
     work. On SQLite the transaction holds the database's write lock, so plain reads are exact.
 
     The whole ranking (about twice the grid, `_rank`) is checked at once. In chunks of twice `want` (44 of
@@ -498,7 +506,7 @@ def _verify(
     step = min(max(want * 2, len(best.ranked), 1), 900)
     for start in range(0, len(best.ranked), step):
         pool = best.ranked[start : start + step]
-        rows = conn.execute(_DECISIONS_LOCKED if postgres else _DECISIONS.of(conn), {"ids": pool}).all()
+        rows = conn.execute(_CLAIM if postgres else _DECISIONS.of(conn), {"ids": pool}).all()
         skipped = skipped or len(rows) < len(pool)
         open_ = sorted(int(cid) for cid, decision in rows if decision is None)
         # Tallies, open tasks and the worker's votes from one statement, so one snapshot: a
