@@ -537,6 +537,40 @@ class CpuMeter:
         self.seconds = sum(c - self.base.get(p, 0.0) for p, c in now.items())
 
 
+def proc_children_cpu_s(pid: int) -> float:
+    """cutime + cstime: CPU of the process's children that exited and were reaped (0 when unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[13]) + int(fields[14])) / TICK
+
+
+class DatabaseCpuMeter(CpuMeter):
+    """The run's PostgreSQL backends, those that exited during the phase included: a backend that closes
+    (a pool's overflow connection given back) takes its CPU with it, and the postmaster, its parent, then
+    counts it among its reaped children. Counted that way too: the short admin connections of the bench's
+    own backend lookups (tiny), and a closing backend's CPU from before the phase (it started with the
+    server: little)."""
+
+    def start(self) -> None:
+        super().start()
+        self.parent = next((ppid for p in self.base if (ppid := _ppid(p))), None)
+        self.reaped = proc_children_cpu_s(self.parent) if self.parent else 0.0
+
+    def stop(self) -> None:
+        super().stop()
+        if self.parent:
+            self.seconds += proc_children_cpu_s(self.parent) - self.reaped
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def pg_backends(admin_dsn: str, dbname: str) -> list[int]:
     import psycopg
 
@@ -794,7 +828,7 @@ def run_one(backend: str, size: int, code: Code, args: argparse.Namespace) -> Re
             log = Path(tmp) / "server.log"
             server = start_server(code, root, port, procs, log)
             server_cpu = CpuMeter(lambda: process_tree(server.pid))
-            db_cpu = CpuMeter(lambda: pg_backends(args.pg_dsn, dbname) if dbname else [])
+            db_cpu = DatabaseCpuMeter(lambda: pg_backends(args.pg_dsn, dbname) if dbname else [])
 
             client_cpu = [0.0, 0.0]
 
