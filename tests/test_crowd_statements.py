@@ -340,3 +340,44 @@ def test_a_contended_assignment_waits_outside_the_write_gate(
         assert all(free for _, free in pauses)
         view = svc.next_task(second)  # the claims gone, the worker gets a task
         assert view is not None and len(view.items) == 12
+
+
+def test_a_stale_ranking_is_ranked_again_where_the_caller_says(
+    campaign: tuple[Project, CrowdService, list[int]],
+) -> None:
+    p, svc, _workers = campaign
+    worker = svc.invite("late").worker_id
+    now = datetime.now(UTC)
+    with svc.read() as s:
+        plan = assign.plan_task(s, worker, svc.settings, svc.stored, now, random.Random(0), 0)
+    assert plan is not None and plan.choice.ranked
+    taken_by = [svc.invite(f"quick{i}").worker_id for i in range(svc.settings.initial_votes + 1)]
+    with p.session() as s:  # other workers' open tasks now hold every image the ranking chose
+        for other in taken_by:
+            task = schema.Task(
+                worker_id=other, synset_id=plan.choice.synset.synset_id, kind="verify", status="open",
+                created_at=now, expires_at=now + timedelta(minutes=10),
+            )  # fmt: skip
+            s.add(task)
+            s.flush()
+            s.add_all(
+                schema.TaskItem(task_id=task.id, candidate_id=cid, position=i, is_gold=False)
+                for i, cid in enumerate(plan.choice.ranked)
+            )
+    outcomes = {}
+    for rerank in ("caller", "never", "here"):
+        with pytest.raises(RuntimeError), p.session() as s:  # each try rolled back
+            assign.lock_worker(s, worker)
+            try:
+                outcomes[rerank] = assign.assign_task(
+                    s, worker, svc.settings, svc.stored, now, random.Random(0), plan, rerank=rerank
+                )
+            except assign.Stale as exc:
+                outcomes[rerank] = exc
+            raise RuntimeError("roll back")
+    assert isinstance(outcomes["caller"], assign.Stale)  # the caller ranks again, before the lock
+    regular = set(plan.choice.ranked)
+    never = outcomes["never"]
+    assert never is None or not (set(never.items) & regular)  # what is left: nothing of the ranking
+    here = outcomes["here"]
+    assert isinstance(here, assign.Assigned) and here.items and not (set(here.items) & regular)

@@ -493,8 +493,9 @@ def _verify(
     checked fresh: its decision, its tallies and the open tasks holding it. On PostgreSQL the images are
     first claimed (`_CLAIM`: no waiting, no conflict with writes to their rows); the checks then run in a
     new statement (READ COMMITTED: it sees every assignment committed before the claim). If everything left
-    was claimed by others at that instant, `Contended` is raised: the caller tries again shortly rather than tell the worker there is no
-    work. On SQLite the transaction holds the database's write lock, so plain reads are exact.
+    was claimed by others at that instant, `Contended` is raised: the caller tries again shortly rather than
+    tell the worker there is no work. On SQLite the transaction holds the database's write lock, so plain
+    reads are exact.
 
     The whole ranking (about twice the grid, `_rank`) is checked at once. In chunks of twice `want` (44 of
     about 48 images) most tasks also read the last few, two more round trips inside the write gate: 2.15
@@ -524,20 +525,23 @@ def _verify(
         picked += [x for x in pool if x in stats and x not in mine and state.wanted(x) - held.get(x, 0) > 0]
         if len(picked) >= want:
             return picked[:want]
-    if not picked and skipped:
-        raise Contended(
-            f"every image left to hand out in {best.synset.synset_id} is locked by another assignment"
-        )
+    if postgres and skipped and not picked:  # (on SQLite a missing row is a deleted candidate)
+        raise Contended(f"every image left in {best.synset.synset_id} is claimed by another assignment")
     return picked
 
 
-class Contended(Exception):
-    """Every image a PostgreSQL assignment could hand out was locked by concurrent assignments.
+class Stale(Exception):
+    """Most of a ranking's front-runners were taken by concurrent assignments since it was made
+    (`assign_task` with `rerank="caller"`): the caller rolls back and ranks again before the lock."""
 
-    The caller rolls back (which releases this transaction's row locks and its process's write gate) and
-    tries again after a pause with a fresh ranking (`service.CONTENDED_RETRIES`). Waiting here instead,
-    inside the transaction, held both: the other process's assignment then found this one's rows locked
-    too and slept as well (3.2 s of every 25 s per process in the load bench, with the CPU idle).
+
+class Contended(Exception):
+    """Every image a PostgreSQL assignment could hand out was claimed by concurrent assignments.
+
+    The caller rolls back (which releases this transaction's claims and its process's write gate) and tries
+    again after a pause with a fresh ranking (`service.CONTENDED_RETRIES`). Waiting here instead, inside the
+    transaction, held both: the other process's assignment then found this one's images taken too and
+    slept as well (3.1-3.4 s of every 25 s per process in the load bench, with the CPU idle meanwhile).
     """
 
 
@@ -617,12 +621,17 @@ def assign_task(
     now: datetime | None = None,
     rng: random.Random | None = None,
     plan: Plan | None = None,
+    *,
+    rerank: str = "here",
 ) -> Assigned | None:
     """Create the worker's next task (None when nothing needs this worker now).
 
     The caller has locked the worker (`lock_worker`) in the same transaction and checked that they are
-    active and hold no open task. `plan` is a ranking made before the lock (`plan_task`); without one, or
-    when its front-runners were taken meanwhile, the ranking is made here.
+    active and hold no open task. `plan` is a ranking made before the lock (`plan_task`); without one the
+    ranking is made here. When most of its front-runners were taken meanwhile, `rerank` says what to do:
+    "here", rank again in this transaction; "caller", raise `Stale` (the caller rolls back and ranks again
+    before taking the lock: a ranking's reads, 8-16 statements, then stay out of the write gate, where a
+    third of the PostgreSQL load bench's assignments made them); "never", take what is left.
     """
     now = now or datetime.now(UTC)
     rng = rng or random.Random()
@@ -643,8 +652,10 @@ def assign_task(
             break
         want = settings.grid_size - len(gold)  # regular images fill in for gold the synset lacks
         picked = _verify(session, best, want, now, postgres, worker_id)
-        if len(picked) >= min(max(1, want // 2), len(best.ranked)):
+        if len(picked) >= min(max(1, want // 2), len(best.ranked)) or rerank == "never":
             break
+        if rerank == "caller":
+            raise Stale(f"{len(picked)} of {want} images of the ranking are still free")
     assert plan is not None
     if not picked and not (plan.qualify and gold):
         return None

@@ -516,7 +516,8 @@ def decided(
     """Fresh tallies of these images and their decisions under `table`, to be written by the caller (rows
     that would not change are left out). Writers of a synset's rows hold its `crowd_synsets` row
     (`lock_synset`), so two never update the same images at once (no deadlocks, whatever order a statement
-    updates rows in). Images without a live row are skipped; `initial_flags`, when given, gets each found image's initial flag;
+    updates rows in). Images without a live row are skipped; `initial_flags`, when given, gets each found
+    image's initial flag;
     `rows`: the images' live rows as `recount_rows` read them (else they are read here)."""
     if not fresh:
         return Decided()
