@@ -530,11 +530,6 @@ def _verify(
     return picked
 
 
-class Stale(Exception):
-    """Most of a ranking's front-runners were taken by concurrent assignments since it was made
-    (`assign_task` with `rerank="caller"`): the caller rolls back and ranks again before the lock."""
-
-
 class Contended(Exception):
     """Every image a PostgreSQL assignment could hand out was claimed by concurrent assignments.
 
@@ -621,17 +616,12 @@ def assign_task(
     now: datetime | None = None,
     rng: random.Random | None = None,
     plan: Plan | None = None,
-    *,
-    rerank: str = "here",
 ) -> Assigned | None:
     """Create the worker's next task (None when nothing needs this worker now).
 
     The caller has locked the worker (`lock_worker`) in the same transaction and checked that they are
-    active and hold no open task. `plan` is a ranking made before the lock (`plan_task`); without one the
-    ranking is made here. When most of its front-runners were taken meanwhile, `rerank` says what to do:
-    "here", rank again in this transaction; "caller", raise `Stale` (the caller rolls back and ranks again
-    before taking the lock: a ranking's reads, 8-16 statements, then stay out of the write gate, where a
-    third of the PostgreSQL load bench's assignments made them); "never", take what is left.
+    active and hold no open task. `plan` is a ranking made before the lock (`plan_task`); without one, or
+    when its front-runners were taken meanwhile, the ranking is made here.
     """
     now = now or datetime.now(UTC)
     rng = rng or random.Random()
@@ -652,10 +642,8 @@ def assign_task(
             break
         want = settings.grid_size - len(gold)  # regular images fill in for gold the synset lacks
         picked = _verify(session, best, want, now, postgres, worker_id)
-        if len(picked) >= min(max(1, want // 2), len(best.ranked)) or rerank == "never":
+        if len(picked) >= min(max(1, want // 2), len(best.ranked)):
             break
-        if rerank == "caller":
-            raise Stale(f"{len(picked)} of {want} images of the ranking are still free")
     assert plan is not None
     if not picked and not (plan.qualify and gold):
         return None

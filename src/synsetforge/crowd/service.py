@@ -34,7 +34,6 @@ from synsetforge.crowd import workers as wk
 from synsetforge.crowd.assign import (
     OPEN_TASK,
     Contended,
-    Stale,
     as_utc,
     assign_task,
     lock_worker,
@@ -416,22 +415,17 @@ class CrowdService:
         is built from what was inserted and the progress read before the lock, not read back: on
         PostgreSQL every round trip inside the write gate delays the writers queued behind it. When every
         image it ranked was claimed by concurrent assignments (`Contended`, PostgreSQL), the transaction is
-        rolled back and the whole assignment tried again after a short pause, outside the gate; when most
-        of them were taken since the ranking (`Stale`), it is rolled back and ranked again at once.
+        rolled back and the whole assignment tried again after a short pause, outside the gate.
         """
         self._ensure_checked()
-        # SQLite re-ranks under its write lock: exact there, and in-process reads cost no round trips
-        rerank = "here" if self._sqlite else "caller"
         for attempt in range(CONTENDED_RETRIES + 1):
             try:
-                return self._next_task(worker_id, datetime.now(UTC), rerank)
-            except Stale:  # rolled back: rank again before the lock, once; then take what is left
-                rerank = "never"
+                return self._next_task(worker_id, datetime.now(UTC))
             except Contended:  # rolled back: the locks and the gate are free for the others meanwhile
                 time.sleep(0.02 * (attempt + 1))
         return None
 
-    def _next_task(self, worker_id: int, now: datetime, rerank: str) -> TaskView | None:
+    def _next_task(self, worker_id: int, now: datetime) -> TaskView | None:
         with self.read() as s:
             found = s.connection().execute(_WORKER_STATE_PROGRESS, {"wid": worker_id, "now": now}).first()
             if found is None:
@@ -456,7 +450,7 @@ class CrowdService:
                 return self._task_view(s, worker_id, task_id)
             if plan is None:
                 return None
-            new = assign_task(s, worker_id, self.settings, self.stored, now, self._rng, plan, rerank=rerank)
+            new = assign_task(s, worker_id, self.settings, self.stored, now, self._rng, plan)
             if new is None:
                 return None
             synset, examples = self._synset_brief(s, new.synset_id)
