@@ -112,8 +112,9 @@ class Together:
     all see the one snapshot the statement starts with. Each part's parameters are bound under a prefix
     of their own (`p0_`, `p1_`, ...): SQLAlchemy fills an UPDATE's SET clause from any execution
     parameter named like one of its table's columns, so a part's `worker_id` must not reach another's.
-    Column defaults computed in Python (`onupdate`) are not filled in for a part written as a CTE: such
-    columns must be among the part's values.
+    Column defaults computed in Python (`onupdate`) are not reliably filled in for a part written as a CTE
+    (`candidates.updated_at` came out NULL in a three-part statement): such columns must be among the
+    part's values.
     """
 
     def __init__(self, *parts: _RowsStatement) -> None:
