@@ -33,10 +33,13 @@ Per run (one backend, one size, one code tree):
 
 Printed per run: votes/s, next-task and submit p50/p99 and the slowest request, CPU ms per submitted task
 of the server processes (utime+stime from /proc over the measured phase) and of the database (PostgreSQL:
-the backends of the run's database, found in pg_stat_activity; SQLite runs inside the server process, so
-its CPU is in the server's figure), server memory peak (sum of VmHWM of the server processes), rebuild
-points crossed. At the end a table of all runs, with ratios to the smallest size (flatness) and to the peer
-run where there is one, and the must-show checks that apply. CPU figures on a shared machine are noisy.
+the backends of the run's database, found in pg_stat_activity, and those that exited meanwhile, from the
+postmaster's reaped children; SQLite runs inside the server process, so its CPU is in the server's
+figure) and of the load generator itself (it shares the cores: when it doubles, the machine disturbed the
+run), server memory peak (sum of VmHWM of the server processes), rebuild points crossed. At the end a table
+of all runs, with ratios to the smallest size (flatness) and to the peer run where there is one, and the
+must-show checks that apply (PostgreSQL against SQLite only without --think: with think time the offered
+load sets votes/s). CPU figures on a shared machine are noisy.
 """
 
 from __future__ import annotations
