@@ -484,13 +484,29 @@ def build_project(url: str, blobs: list[str], size: int, n_synsets: int, rebuild
 # -- measuring processes ------------------------------------------------------------------------------
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first); None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def proc_cpu_s(pid: int) -> float | None:
     """utime + stime of a process in seconds (None once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICK
+    fields = _stat_fields(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / TICK
+
+
+def proc_children_cpu_s(pid: int) -> float:
+    """cutime + cstime: CPU of the process's children that exited and were reaped (0 when unreadable)."""
+    fields = _stat_fields(pid)
+    return 0.0 if fields is None else (int(fields[13]) + int(fields[14])) / TICK
+
+
+def _ppid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[1])
 
 
 def proc_hwm_mib(pid: int) -> float:
@@ -509,11 +525,9 @@ def process_tree(root: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        parents.setdefault(ppid, []).append(int(entry.name))
+        ppid = _ppid(int(entry.name))
+        if ppid is not None:
+            parents.setdefault(ppid, []).append(int(entry.name))
     out, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -540,15 +554,6 @@ class CpuMeter:
         self.seconds = sum(c - self.base.get(p, 0.0) for p, c in now.items())
 
 
-def proc_children_cpu_s(pid: int) -> float:
-    """cutime + cstime: CPU of the process's children that exited and were reaped (0 when unreadable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[13]) + int(fields[14])) / TICK
-
-
 class DatabaseCpuMeter(CpuMeter):
     """The run's PostgreSQL backends, those that exited during the phase included: a backend that closes
     (a pool's overflow connection given back) takes its CPU with it, and the postmaster, its parent, then
@@ -565,13 +570,6 @@ class DatabaseCpuMeter(CpuMeter):
         super().stop()
         if self.parent:
             self.seconds += proc_children_cpu_s(self.parent) - self.reaped
-
-
-def _ppid(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def pg_backends(admin_dsn: str, dbname: str) -> list[int]:

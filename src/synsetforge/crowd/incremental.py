@@ -84,10 +84,7 @@ def touch(
     fresh, rows = recount_rows(session, ids)
     fp = settings_fingerprint(settings)
     table = tables.get(syn) if syn.settings_fp == fp else None
-    if votes_added is not None and _settled(syn, fresh, rows):
-        changed = _decide_with_counters(session, syn, settings, table, fresh, rows, votes_added)
-    else:
-        changed = _decide(session, syn, settings, table, fresh, rows, votes_added)
+    changed = _decide(session, syn, settings, table, fresh, rows, votes_added)
     if needs_rebuild(syn, settings, fp, table):
         request_refresh(session, syn)
     elif settings.method == "worker-aware" and not syn.refresh_queued:  # worker-aware (C2): refit due?
@@ -100,35 +97,10 @@ def touch(
 
 
 def _settled(syn: schema.CrowdSynset, fresh: dict[int, ImageStats], rows: dict[int, Any]) -> bool:
-    """The common submit: every image has its live row, none is in the initial subset, and that subset is
-    complete, so nothing but the images themselves and the synset's counters changes."""
+    """The common submit: every image has its live row, none is in the initial subset (a row's second
+    column, `tallies._DECIDE_ROWS`), and that subset is complete, so nothing but the images themselves and
+    the synset's counters changes."""
     return initial_complete(syn) and all(k in rows and not rows[k][1] for k in fresh)
-
-
-def _decide_with_counters(
-    session: Session,
-    syn: schema.CrowdSynset,
-    settings: CrowdSettings,
-    table: Any,
-    fresh: dict[int, ImageStats],
-    rows: dict[int, Any],
-    votes_added: tuple[int, int],
-) -> int:
-    """`_decide` for a `_settled` submit: the images' rows and the synset's counters in one write (one
-    round trip on PostgreSQL, with the synset's row lock held: other processes' submits to the synset wait
-    on it). The counters are set on the locked row without making it dirty (no second write)."""
-    out = decided(session, syn, settings, table, fresh, None, rows)
-    counters = {
-        "n_votes": syn.n_votes + votes_added[0],
-        "n_gold_votes": syn.n_gold_votes + votes_added[1],
-        "n_open": syn.n_open + out.opened,
-        "last_vote_at": now_utc(),
-    }
-    row = {"_sid": syn.synset_id, **{COUNTER_PARAMS[k]: v for k, v in counters.items()}}
-    WRITE_ROWS_AND_COUNTERS.run(session.connection(), out.tallies, out.decisions, [row])
-    for key, value in counters.items():
-        set_committed_value(syn, key, value)
-    return out.changed
 
 
 def _decide(
@@ -141,7 +113,24 @@ def _decide(
     votes_added: tuple[int, int] | None,
 ) -> int:
     """Re-decide the images (adding live rows the new ones lack, re-choosing the initial subset when one
-    of its images moved) and adjust the synset's counters; returns how many decisions changed."""
+    of its images moved) and adjust the synset's counters; returns how many decisions changed.
+
+    A `_settled` submit writes the images' rows and the synset's counters in one statement (one round trip
+    on PostgreSQL, with the synset's row lock held: other processes' submits to the synset wait on it);
+    the counters are set on the locked row without making it dirty (no second write)."""
+    if votes_added is not None and _settled(syn, fresh, rows):
+        out = decided(session, syn, settings, table, fresh, None, rows)
+        counters = {
+            "n_votes": syn.n_votes + votes_added[0],
+            "n_gold_votes": syn.n_gold_votes + votes_added[1],
+            "n_open": syn.n_open + out.opened,
+            "last_vote_at": now_utc(),
+        }
+        row = {"_sid": syn.synset_id, **{COUNTER_PARAMS[k]: v for k, v in counters.items()}}
+        WRITE_ROWS_AND_COUNTERS.run(session.connection(), out.tallies, out.decisions, [row])
+        for key, value in counters.items():
+            set_committed_value(syn, key, value)
+        return out.changed
     # tallies first, so that re-choosing the initial subset sees them
     known: dict[int, bool] = {}  # the images' initial flags, filled in by decide_rows
     changed, opened = decide_rows(session, syn, settings, table, fresh, known, rows)
